@@ -1,0 +1,62 @@
+"""Scripted agents: a plain Python function of the prompt, for rule-based agents and oracles."""
+
+from __future__ import annotations
+
+import importlib
+import time
+from typing import Callable, Sequence
+
+from academe.agents.records import Prompt, Reply
+
+ScriptFn = Callable[[Prompt], str]
+
+
+class ScriptedBackend:
+    """Answers each prompt with ``fn(prompt)``; a function that raises yields an error reply."""
+
+    version = 0
+
+    def __init__(self, fn: ScriptFn, name: str | None = None):
+        self.fn = fn
+        self.model_name = name or f"scripted:{getattr(fn, '__name__', 'fn')}"
+
+    @classmethod
+    def from_path(cls, path: str, name: str | None = None) -> "ScriptedBackend":
+        return cls(resolve_function(path), name=name or f"scripted:{path}")
+
+    def generate(self, prompts: Sequence[Prompt]) -> list[Reply]:
+        return [self._answer(p) for p in prompts]
+
+    def _answer(self, prompt: Prompt) -> Reply:
+        start = time.perf_counter()
+        try:
+            text, error = self.fn(prompt), None
+        except Exception as exc:  # a broken rule must not take the whole batch down
+            text, error = "", f"{type(exc).__name__}: {exc}"
+        return Reply(
+            text=text,
+            prompt_tokens=sum(len(m.content.split()) for m in prompt.messages),
+            completion_tokens=len(text.split()),
+            finish_reason="error" if error else "stop",
+            model=self.model_name,
+            model_version=self.version,
+            latency_s=time.perf_counter() - start,
+            error=error,
+        )
+
+
+def resolve_function(path: str) -> ScriptFn:
+    """Import ``"package.module:function"``, with an error that says what was expected."""
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(
+            f"scripted agent path {path!r} must look like 'package.module:function'"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"scripted agent path {path!r}: cannot import {module_name!r} ({exc})")
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ValueError(f"scripted agent path {path!r}: {module_name} has no function {attr!r}")
+    return fn

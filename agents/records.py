@@ -1,0 +1,106 @@
+"""The typed records that cross every boundary: messages, prompts, replies, tasks, identifiers.
+
+All are frozen pydantic models with ``extra="forbid"`` so a misspelt field fails loudly, and all
+round-trip through JSON losslessly (the dialogue log and Ray both rely on that).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_NEW_TOKENS_LIMIT = 32_768
+
+
+class Record(BaseModel):
+    """Base of every record: immutable, strict about unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def replace(self, **changes) -> "Record":
+        """A copy with ``changes`` applied and validated (frozen records never mutate)."""
+        return type(self).model_validate({**self.model_dump(), **changes})
+
+
+RunId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")]
+EpisodeId = Annotated[int, Field(ge=0)]
+StepIndex = Annotated[int, Field(ge=0)]
+AgentName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+
+
+class ChatMessage(Record):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class Sampling(Record):
+    """How to decode. ``temperature == 0`` means greedy (deterministic)."""
+
+    temperature: float = Field(0.0, ge=0.0, le=5.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(128, ge=1, le=MAX_NEW_TOKENS_LIMIT)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+class SubStep(Record):
+    """One reference sub-question of a worked solution and its numeric answer."""
+
+    question: str
+    answer: str
+
+
+class Task(Record):
+    """A problem with its reference answer; oracle agents may also use the reference steps."""
+
+    id: str = Field(min_length=1)
+    question: str = Field(min_length=1)
+    answer: str = Field(min_length=1)
+    steps: tuple[SubStep, ...] = ()
+
+
+class Prompt(Record):
+    """Everything a backend needs to produce one reply.
+
+    ``task`` is ground truth for scripted (oracle) agents; model backends never show it to a model.
+    """
+
+    messages: tuple[ChatMessage, ...]
+    sampling: Sampling = Sampling()
+    seed: int = Field(0, ge=0, lt=2**63)
+    task: Task | None = None
+
+    @field_validator("messages")
+    @classmethod
+    def _not_empty(cls, messages: tuple[ChatMessage, ...]) -> tuple[ChatMessage, ...]:
+        if not messages:
+            raise ValueError("a prompt needs at least one message (got none)")
+        return messages
+
+
+FinishReason = Literal["stop", "length", "error"]
+
+
+class Reply(Record):
+    """What an agent said, and exactly which model (and version of it) said it."""
+
+    text: str
+    prompt_tokens: int = Field(ge=0)
+    completion_tokens: int = Field(ge=0)
+    finish_reason: FinishReason
+    model: str
+    model_version: int = Field(ge=0)
+    latency_s: float = Field(ge=0.0)
+    error: str | None = None
+
+
+class TurnId(Record):
+    """Where a turn sits: run, episode, step within the episode, and the agent that spoke."""
+
+    run: RunId
+    episode: EpisodeId
+    step: StepIndex
+    agent: AgentName

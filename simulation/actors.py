@@ -1,0 +1,109 @@
+"""Model actors: one per model, serving every agent bound to it, on Ray or in this process.
+
+Agents are cheap records (persona, sampling); the model is the heavy part, loaded once in a
+``ModelServer``. Eight student personas on one base model therefore cost one model in memory, and
+their turns can share one batch. ``ModelPool`` builds the servers from flat specs and hands out
+awaitable calls, so the runner is the same code with Ray and without it (``use_ray=False``, for
+debugging in one process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Sequence
+
+from academe.agents.backends.base import ModelSpec, load_backend
+from academe.agents.records import Prompt, Reply
+
+
+class ModelServer:
+    """Hosts one backend; answers whole batches and swaps weights between batches."""
+
+    def __init__(self, spec: ModelSpec, threads: int | None = None):
+        threads = threads or max(1, int(spec.num_cpus))
+        # Ray sets OMP_NUM_THREADS=1 in actors; give torch the CPUs this actor was granted.
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        if spec.kind == "transformers":
+            import torch
+            from transformers.utils import logging as hf_logging
+
+            torch.set_num_threads(threads)
+            hf_logging.disable_progress_bar()
+            hf_logging.set_verbosity_error()
+        self.spec = spec
+        self.backend = load_backend(spec)
+
+    def info(self) -> dict:
+        return {"model": self.backend.model_name, "version": self.backend.version, "pid": os.getpid()}
+
+    def generate(self, prompts: Sequence[Prompt]) -> list[Reply]:
+        return self.backend.generate(prompts)
+
+    def version(self) -> int:
+        return self.backend.version
+
+    def load_state_dict(self, state: dict, version: int) -> int:
+        """Swap weights; returns the new version as the acknowledgement."""
+        if not hasattr(self.backend, "load_state_dict"):
+            raise TypeError(f"model {self.backend.model_name!r} cannot receive weights")
+        self.backend.load_state_dict(state, version)
+        return version
+
+
+class ModelPool:
+    """One ``ModelServer`` per named model; Ray actors when ``use_ray``, else local objects."""
+
+    def __init__(self, specs: dict[str, ModelSpec], use_ray: bool = True):
+        self.specs = dict(specs)
+        self.use_ray = use_ray
+        self.servers: dict[str, object] = {}
+        for name, spec in self.specs.items():
+            self.servers[name] = self._start(name, spec)
+        if use_ray:
+            import ray
+
+            ray.get([server.info.remote() for server in self.servers.values()])
+
+    def _start(self, name: str, spec: ModelSpec):
+        if not self.use_ray:
+            return ModelServer(spec)
+        import ray
+
+        actor = ray.remote(ModelServer).options(
+            num_cpus=spec.num_cpus,
+            num_gpus=spec.num_gpus,
+            max_restarts=1,
+            max_task_retries=0,
+        )
+        return actor.remote(spec)
+
+    def server(self, model: str):
+        try:
+            return self.servers[model]
+        except KeyError:
+            raise KeyError(f"no model named {model!r}; models: {', '.join(self.servers)}") from None
+
+    async def generate(self, model: str, prompts: Sequence[Prompt]) -> list[Reply]:
+        """Answer a batch on the named model; awaitable with or without Ray."""
+        server = self.server(model)
+        if self.use_ray:
+            return await server.generate.remote(list(prompts))
+        return await asyncio.to_thread(server.generate, list(prompts))
+
+    def call(self, model: str, method: str, *args):
+        """Call a server method synchronously (info, version, load_state_dict)."""
+        server = self.server(model)
+        if self.use_ray:
+            import ray
+
+            return ray.get(getattr(server, method).remote(*args))
+        return getattr(server, method)(*args)
+
+    def shutdown(self) -> None:
+        if self.use_ray:
+            import ray
+
+            for server in self.servers.values():
+                ray.kill(server)
+        self.servers.clear()

@@ -1,0 +1,1 @@
+"""academe.trainers"""
