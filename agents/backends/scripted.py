@@ -22,7 +22,7 @@ class ScriptedBackend:
 
     @classmethod
     def from_path(cls, path: str, name: str | None = None) -> "ScriptedBackend":
-        return cls(resolve_function(path), name=name or f"scripted:{path}")
+        return cls(resolve_function(path), name=name or f"scripted:{path.rpartition(':')[2]}")
 
     def generate(self, prompts: Sequence[Prompt]) -> list[Reply]:
         return [self._answer(p) for p in prompts]

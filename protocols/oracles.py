@@ -1,0 +1,57 @@
+"""Rule-based agents for the protocols (use them as ``kind: scripted`` models).
+
+Each is a pure function of the prompt: what it says next is recomputed from the dialogue so far,
+so it needs no hidden state and replays exactly.
+"""
+
+from __future__ import annotations
+
+from academe.agents.records import Prompt, SubStep
+from academe.protocols.grading import is_correct
+
+MISSES_BEFORE_TELLING = 2
+
+
+def socratic_teacher(prompt: Prompt) -> str:
+    """Walks the task's reference sub-steps: asks each sub-question, checks the student's number,
+    probes after a miss and tells the step after repeated misses (MathDial's moves).
+
+    Expects the Socratic protocol's teacher view: a brief, then the student's turns as user
+    messages and the teacher's own as assistant messages.
+    """
+    if prompt.task is None:
+        raise ValueError("socratic_teacher needs the task on the prompt (its reference steps)")
+    steps = prompt.task.steps or (SubStep(question="What is the final answer?", answer=prompt.task.answer),)
+    student_turns = [m.content for m in prompt.messages if m.role == "user"][1:]
+    if not student_turns:
+        raise ValueError("socratic_teacher was asked to speak before the student said anything")
+    current, misses, said = 0, 0, ""
+    for number, student in enumerate(student_turns):
+        if number == 0:  # the unaided attempt was wrong: start walking the steps
+            said = f"(focus) Let's go one step at a time. {steps[0].question}"
+            continue
+        if is_correct(student, steps[current].answer):
+            current, misses, lead = current + 1, 0, "(probing) Right."
+        else:
+            misses += 1
+            if misses < MISSES_BEFORE_TELLING:
+                said = f"(probing) Not quite. Check your calculation: {steps[current].question}"
+                continue
+            lead = f"(telling) {steps[current].question} It is {steps[current].answer}."
+            current, misses = current + 1, 0
+        if current >= len(steps):
+            said = f"{lead} So, what is the final answer to the problem?"
+        else:
+            said = f"{lead} Next: {steps[current].question}"
+    return said
+
+
+def guessing_student(prompt: Prompt) -> str:
+    """A student who knows the answers but says the right one only one time in three (by seed):
+    cheap, deterministic dialogues for tests and overhead benchmarks."""
+    if prompt.task is None:
+        raise ValueError("guessing_student needs the task on the prompt")
+    last = prompt.messages[-1].content
+    target = next((s.answer for s in prompt.task.steps if s.question in last), prompt.task.answer)
+    right = prompt.seed % 3 == 0
+    return f"I think the answer is {target if right else int(float(target)) + 1 + prompt.seed % 7}."

@@ -1,0 +1,125 @@
+"""Where problems come from: GSM8K-format files, HF datasets, and a built-in word-problem generator.
+
+GSM8K's Socratic answers hold one ``sub-question ** worked step`` per line and end in
+``#### <number>``; each line becomes a reference sub-step that oracle teachers can walk.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Iterable
+
+from pydantic import ValidationError
+
+from academe.agents.records import SubStep, Task
+from academe.protocols.grading import numbers, to_number
+
+
+class TaskFileError(ValueError):
+    """A task file that cannot be read; the message names the file and line."""
+
+
+def parse_gsm8k(row: dict, task_id: str) -> Task:
+    """A GSM8K row (``question``, ``answer`` with ``####``) as a Task with its sub-steps."""
+    if not isinstance(row, dict) or not {"question", "answer"} <= row.keys():
+        got = sorted(row) if isinstance(row, dict) else type(row).__name__
+        raise ValueError(f"expected fields 'question' and 'answer', got {got}")
+    body, sep, final = str(row["answer"]).rpartition("####")
+    if not sep or to_number(final.strip()) is None:
+        raise ValueError("answer has no final '#### <number>' line")
+    steps = []
+    for line in body.strip().splitlines():
+        question, sep, work = line.partition(" ** ")
+        found = numbers(work)
+        if sep and found:
+            steps.append(SubStep(question=question.strip(), answer=str(found[-1])))
+    return Task(id=str(row.get("id", task_id)), question=str(row["question"]).strip(),
+                answer=str(to_number(final.strip())), steps=tuple(steps))
+
+
+def load_task_file(path: str | Path) -> list[Task]:
+    """Tasks from a GSM8K-format JSONL or Parquet file; a bad row names its line."""
+    path = Path(path)
+    if not path.is_file():
+        raise TaskFileError(f"task file {str(path)!r} does not exist")
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        rows: Iterable[tuple[int, object]] = enumerate(pq.read_table(path).to_pylist(), start=1)
+    elif path.suffix in (".jsonl", ".json"):
+        rows = _jsonl_rows(path)
+    else:
+        raise TaskFileError(f"task file {str(path)!r}: use .jsonl or .parquet (got {path.suffix!r})")
+    tasks = []
+    for line, row in rows:
+        try:
+            tasks.append(parse_gsm8k(row, task_id=f"{path.stem}:{line}"))
+        except (ValueError, ValidationError) as exc:
+            raise TaskFileError(f"{path}, line {line}: {exc}") from None
+    if not tasks:
+        raise TaskFileError(f"task file {str(path)!r} holds no tasks")
+    return tasks
+
+
+def _jsonl_rows(path: Path):
+    with open(path, encoding="utf-8") as f:
+        for line, text in enumerate(f, start=1):
+            if not text.strip():
+                continue
+            try:
+                yield line, json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise TaskFileError(f"{path}, line {line}: not valid JSON ({exc.msg})") from None
+
+
+def load_hf_dataset(name: str, split: str = "test", config: str | None = "socratic") -> list[Task]:
+    """GSM8K-format rows from an HF dataset (needs the ``datasets`` package and a network)."""
+    import datasets
+
+    rows = datasets.load_dataset(name, config, split=split)
+    return [parse_gsm8k(row, task_id=f"{name}:{split}:{i}") for i, row in enumerate(rows)]
+
+
+NAMES = ("Mia", "Leo", "Ava", "Noah", "Zoe", "Omar", "Lina", "Sam", "Ivy", "Ben")
+ITEMS = ("marbles", "stickers", "apples", "cards", "shells", "coins", "books", "pencils")
+
+
+def generate_word_problems(count: int, steps: int = 2, max_value: int = 20, seed: int = 0) -> list[Task]:
+    """Multi-step arithmetic word problems with reference sub-steps.
+
+    ``steps`` (operations per problem) and ``max_value`` (size of the numbers) set the difficulty.
+    Every intermediate result stays a non-negative whole number.
+    """
+    if count < 0 or steps < 1 or max_value < 2:
+        raise ValueError(f"need count >= 0, steps >= 1, max_value >= 2 (got {count}, {steps}, {max_value})")
+    rng = random.Random(seed)
+    return [_word_problem(rng, steps, max_value, f"gen-s{steps}-v{max_value}-{seed}-{i}") for i in range(count)]
+
+
+def _word_problem(rng: random.Random, steps: int, max_value: int, task_id: str) -> Task:
+    name, item = rng.choice(NAMES), rng.choice(ITEMS)
+    total = rng.randint(2, max_value)
+    story = [f"{name} has {total} {item}."]
+    sub_steps = []
+    for _ in range(steps):
+        kind = rng.choice(("gain", "lose", "times") if total <= max_value else ("gain", "lose"))
+        if kind == "gain" or total < 2:
+            n = rng.randint(1, max_value)
+            total += n
+            story.append(f"Then {name} gets {n} more {item}.")
+            ask = f"How many {item} does {name} have after getting {n} more?"
+        elif kind == "lose":
+            n = rng.randint(1, total - 1)
+            total -= n
+            story.append(f"Then {name} gives away {n} {item}.")
+            ask = f"How many {item} are left after giving away {n}?"
+        else:
+            n = rng.randint(2, 4)
+            total *= n
+            story.append(f"Then the number of {item} {name} has becomes {n} times as many.")
+            ask = f"How many {item} does {name} have after it becomes {n} times as many?"
+        sub_steps.append(SubStep(question=ask, answer=str(total)))
+    question = " ".join(story) + f" How many {item} does {name} have now?"
+    return Task(id=task_id, question=question, answer=str(total), steps=tuple(sub_steps))

@@ -1,0 +1,189 @@
+"""The durable dialogue log: one record per episode step, on disk before the step counts as done.
+
+Layout of ``RUN_DIR/log``:
+- ``live-NNNNN.jsonl``: the segment being written; each line is one episode step (the turns it
+  consumed, the new state, the prompts it asked next or the outcome), flushed and fsynced per batch.
+  A line is the unit of atomicity: a torn last line (a killed driver) is dropped on reopen.
+- ``steps-NNNNN.parquet`` and ``messages-NNNNN.parquet``: a finished segment, compacted. The
+  steps table is what resume reads; the messages table (one row per turn) is what users read.
+
+``read_messages(run_dir)`` returns every turn as a pyarrow Table (``.to_pandas()``, HF
+``datasets.Dataset(table)`` and ``ray.data.from_arrow`` all take it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+STEP_COLUMNS = ("run", "episode", "step", "phase", "next_phase", "turns", "asks", "state", "outcome",
+                "notes", "time")
+MESSAGE_SCHEMA = pa.schema([
+    ("run", pa.string()), ("episode", pa.int64()), ("step", pa.int32()), ("phase", pa.string()),
+    ("ask", pa.int32()), ("role", pa.string()), ("agent", pa.string()), ("model", pa.string()),
+    ("model_version", pa.int64()), ("messages", pa.string()), ("temperature", pa.float64()),
+    ("top_p", pa.float64()), ("max_new_tokens", pa.int32()), ("seed", pa.int64()),
+    ("reply", pa.string()), ("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64()),
+    ("finish_reason", pa.string()), ("error", pa.string()), ("latency_s", pa.float64()),
+    ("started", pa.float64()), ("ended", pa.float64()), ("notes", pa.string()),
+])
+NESTED = ("turns", "asks", "state", "outcome", "notes")
+
+
+class DialogueLog:
+    """Append-only, crash-safe log of episode steps for one run."""
+
+    def __init__(self, run_dir: str | Path, segment_rows: int = 20_000):
+        self.folder = Path(run_dir) / "log"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.segment_rows = segment_rows
+        self._recover()
+        self.segment = self._next_segment_number()
+        self._rows = 0
+        self._file = None
+
+    # -- writing --
+    def append(self, records: list[dict]) -> None:
+        """Write step records and make them durable (flush + fsync) before returning."""
+        if not records:
+            return
+        if self._file is None:
+            self._file = open(self._live_path(self.segment), "a", encoding="utf-8")
+        self._file.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._rows += len(records)
+        if self._rows >= self.segment_rows:
+            self._compact_live()
+
+    def close(self) -> None:
+        """Compact the live segment; the log is then all Parquet."""
+        self._compact_live()
+
+    def _compact_live(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        live = self._live_path(self.segment)
+        if live.exists():
+            compact(live, self.folder, self.segment)
+        self.segment += 1
+        self._rows = 0
+
+    # -- reading --
+    def steps(self) -> Iterator[dict]:
+        """Every step record, in write order (compacted segments first, then the live one)."""
+        yield from read_steps(self.folder.parent)
+
+    # -- housekeeping --
+    def _live_path(self, n: int) -> Path:
+        return self.folder / f"live-{n:05d}.jsonl"
+
+    def _next_segment_number(self) -> int:
+        numbers = [int(p.stem.split("-")[1]) for p in self.folder.glob("steps-*.parquet")]
+        return max(numbers, default=-1) + 1
+
+    def _recover(self) -> None:
+        """After a crash: drop a torn last line, and finish any compaction that was interrupted."""
+        for live in sorted(self.folder.glob("live-*.jsonl")):
+            n = int(live.stem.split("-")[1])
+            if (self.folder / f"steps-{n:05d}.parquet").exists():
+                live.unlink()  # the Parquet copy was complete (written under a temp name, renamed)
+                continue
+            drop_torn_tail(live)
+            compact(live, self.folder, n)
+
+
+def drop_torn_tail(path: Path) -> None:
+    data = path.read_bytes()
+    keep = data if data.endswith(b"\n") else data[: data.rfind(b"\n") + 1]
+    if keep != data:
+        with open(path, "wb") as f:
+            f.write(keep)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def compact(live: Path, folder: Path, n: int) -> None:
+    """Turn a live JSONL segment into steps/messages Parquet files (atomically), then remove it."""
+    records = list(_read_jsonl(live))
+    if records:
+        _write_atomic(steps_table(records), folder / f"steps-{n:05d}.parquet")
+        _write_atomic(messages_table(records), folder / f"messages-{n:05d}.parquet")
+    live.unlink()
+
+
+def _write_atomic(table: pa.Table, path: Path) -> None:
+    partial = path.with_suffix(".partial")
+    pq.write_table(table, partial, compression="zstd")
+    with open(partial, "rb") as f:
+        os.fsync(f.fileno())
+    partial.rename(path)
+
+
+def steps_table(records: list[dict]) -> pa.Table:
+    columns = {c: [r.get(c) for r in records] for c in STEP_COLUMNS}
+    for c in NESTED:
+        columns[c] = [None if v is None else json.dumps(v) for v in columns[c]]
+    return pa.table(columns)
+
+
+def message_rows(record: dict) -> Iterator[dict]:
+    for turn in record["turns"]:
+        prompt, reply = turn["prompt"], turn["reply"]
+        sampling = prompt["sampling"]
+        yield {
+            "run": record["run"], "episode": record["episode"], "step": record["step"],
+            "phase": record["phase"], "ask": turn["ask"], "role": turn["role"], "agent": turn["agent"],
+            "model": reply["model"], "model_version": reply["model_version"],
+            "messages": json.dumps(prompt["messages"]), "temperature": sampling["temperature"],
+            "top_p": sampling["top_p"], "max_new_tokens": sampling["max_new_tokens"],
+            "seed": prompt["seed"], "reply": reply["text"], "prompt_tokens": reply["prompt_tokens"],
+            "completion_tokens": reply["completion_tokens"], "finish_reason": reply["finish_reason"],
+            "error": reply.get("error"), "latency_s": reply["latency_s"], "started": turn["started"],
+            "ended": turn["ended"], "notes": json.dumps(record.get("notes") or {}),
+        }
+
+
+def messages_table(records: list[dict]) -> pa.Table:
+    rows = [row for record in records for row in message_rows(record)]
+    return pa.Table.from_pylist(rows, schema=MESSAGE_SCHEMA)
+
+
+def _read_jsonl(path: Path) -> Iterator[dict]:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.endswith("\n"):
+                yield json.loads(line)
+
+
+def read_steps(run_dir: str | Path) -> Iterator[dict]:
+    """Step records of a run, nested fields decoded, in write order."""
+    folder = Path(run_dir) / "log"
+    for path in sorted(folder.glob("steps-*.parquet")):
+        for row in pq.read_table(path).to_pylist():
+            yield {k: (json.loads(v) if k in NESTED and v is not None else v) for k, v in row.items()}
+    for live in sorted(folder.glob("live-*.jsonl")):
+        yield from _read_jsonl(live)
+
+
+def read_messages(run_dir: str | Path) -> pa.Table:
+    """Every turn of a run as one table: the documented way to read a log.
+
+    Columns: run, episode, step, phase, ask, role, agent, model, model_version, messages (the
+    prompt as JSON), temperature, top_p, max_new_tokens, seed, reply, prompt_tokens,
+    completion_tokens, finish_reason, error, latency_s, started, ended, notes (JSON).
+    """
+    folder = Path(run_dir) / "log"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{run_dir} has no log folder: is it a run folder?")
+    tables = [pq.read_table(p, schema=MESSAGE_SCHEMA) for p in sorted(folder.glob("messages-*.parquet"))]
+    live = [r for p in sorted(folder.glob("live-*.jsonl")) for r in _read_jsonl(p)]
+    if live:
+        tables.append(messages_table(live))
+    return pa.concat_tables(tables) if tables else MESSAGE_SCHEMA.empty_table()

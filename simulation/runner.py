@@ -1,0 +1,260 @@
+"""The runner: steps many episodes concurrently and sends each model one batch of all its pending turns.
+
+One asyncio task per model pulls every queued turn for that model (across all episodes and all the
+agents that share it) and answers them in a single backend call. When a batch returns, the episodes
+it completes are stepped by the protocol's pure functions, their step records are made durable in
+the log, and only then are their next turns queued. A batch whose actor fails is retried whole; an
+episode never sees a turn twice, because it is stepped only from replies that arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from academe.agents.agent import AgentSpec
+from academe.agents.records import Prompt, Reply, Task
+from academe.protocols.engine import START, Done, EpisodeState, Next, Options, Outcome, Protocol, Step
+from academe.simulation.actors import ModelPool
+from academe.simulation.log import DialogueLog
+
+
+def derive_seed(*parts: object) -> int:
+    """A stable 63-bit seed from the run seed and a position (episode, step, ask)."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
+@dataclass
+class Episode:
+    """An episode in flight: its state, the phase whose replies it awaits, and those replies."""
+
+    id: int
+    state: EpisodeState
+    phase: str
+    step: int
+    asks: list[Prompt]
+    replies: dict[int, tuple[Reply, float, float]] = field(default_factory=dict)
+
+
+@dataclass
+class Progress:
+    total: int
+    done: int = 0
+    solved: int = 0
+    errors: int = 0
+    messages: int = 0
+    completion_tokens: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+
+@dataclass(frozen=True)
+class TurnRequest:
+    episode: int
+    ask: int
+    prompt: Prompt
+
+
+class Runner:
+    def __init__(
+        self,
+        protocol: Protocol,
+        options: Options,
+        agents: dict[str, AgentSpec],
+        pool: ModelPool,
+        log: DialogueLog,
+        run_id: str,
+        seed: int = 0,
+        concurrency: int = 16,
+        max_batch: dict[str, int] | None = None,
+        max_attempts: int = 3,
+        on_progress: Callable[[Progress], None] | None = None,
+    ):
+        protocol.check_bindings({a.role: a.name for a in agents.values()})
+        self.protocol, self.options, self.pool, self.log = protocol, options, pool, log
+        self.agent_of_role = {a.role: a for a in agents.values()}
+        self.run_id, self.seed, self.concurrency = run_id, seed, concurrency
+        self.max_batch = max_batch or {}
+        self.max_attempts = max_attempts
+        self.on_progress = on_progress or (lambda progress: None)
+
+    # ---- public ----
+    def run(self, tasks: Sequence[Task], restored: dict[int, Episode] | None = None,
+            finished: dict[int, Outcome] | None = None) -> dict[int, Outcome]:
+        """Run every task as one episode (id = its index), continuing ``restored`` ones and
+        skipping ``finished`` ones; returns every episode's outcome."""
+        return asyncio.run(self._run(tasks, dict(restored or {}), dict(finished or {})))
+
+    # ---- the loop ----
+    async def _run(self, tasks, restored: dict[int, Episode], finished: dict[int, Outcome]):
+        self.outcomes: dict[int, Outcome] = dict(finished)
+        self.progress = Progress(total=len(tasks), done=len(finished),
+                                 solved=sum(o.solved for o in finished.values()))
+        self.queues: dict[str, deque[TurnRequest]] = {m: deque() for m in self.pool.specs}
+        self.wakeups = {m: asyncio.Event() for m in self.pool.specs}
+        self.episodes: dict[int, Episode] = {}
+        self.all_done = asyncio.Event()
+        self.waiting = deque(i for i in range(len(tasks)) if i not in finished and i not in restored)
+        self.tasks = tasks
+        self.pending: list[int] = []  # stepped episodes whose records are not yet durable
+        self.failure: BaseException | None = None
+        for episode in restored.values():
+            self.episodes[episode.id] = episode
+            self._enqueue(episode)
+        self._admit()
+        self._check_all_done()
+        workers = [asyncio.create_task(self._serve(m)) for m in self.queues]
+        try:
+            await self.all_done.wait()
+        finally:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            if self.failure is None:
+                self.log.close()
+        if self.failure is not None:
+            raise self.failure
+        return self.outcomes
+
+    def _admit(self) -> None:
+        records = []
+        while self.waiting and len(self.episodes) < self.concurrency:
+            episode_id = self.waiting.popleft()
+            task = self.tasks[episode_id]
+            try:
+                first = self.protocol.begin(task, self.options)
+            except Exception as exc:
+                first = self._failed(EpisodeState(task=task), exc)
+            records.append(self._advance(episode_id, START, -1, [], first))
+        self.log.append([r for r in records if r])
+        self._dispatch_pending()
+
+    async def _serve(self, model: str) -> None:
+        try:
+            await self._serve_forever(model)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # e.g. the disk is full: stop the run, keep what is logged
+            self.failure = exc
+            self.all_done.set()
+
+    async def _serve_forever(self, model: str) -> None:
+        queue, wakeup = self.queues[model], self.wakeups[model]
+        limit = self.max_batch.get(model, 64)
+        while True:
+            if not queue:
+                wakeup.clear()
+                await wakeup.wait()
+                continue
+            batch = [queue.popleft() for _ in range(min(limit, len(queue)))]
+            started = time.time()
+            replies = await self._generate(model, [r.prompt for r in batch])
+            ended = time.time()
+            self._deliver(batch, replies, started, ended)
+
+    async def _generate(self, model: str, prompts: list[Prompt]) -> list[Reply]:
+        """One backend call for the batch; a failed actor gets the whole batch again."""
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                return await self.pool.generate(model, prompts)
+            except Exception as exc:  # actor died, or the backend raised: retry the whole batch
+                error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+                if attempt < self.max_attempts:
+                    await asyncio.sleep(0.5 * attempt)
+        return [Reply(text="", prompt_tokens=0, completion_tokens=0, finish_reason="error",
+                      model=model, model_version=0, latency_s=0.0,
+                      error=f"model {model!r} failed {self.max_attempts} times: {error}")
+                for _ in prompts]
+
+    def _deliver(self, batch: list[TurnRequest], replies: list[Reply], started: float, ended: float):
+        complete: list[Episode] = []
+        for request, reply in zip(batch, replies):
+            episode = self.episodes[request.episode]
+            episode.replies[request.ask] = (reply, started, ended)
+            self.progress.messages += 1
+            self.progress.completion_tokens += reply.completion_tokens
+            if len(episode.replies) == len(episode.asks):
+                complete.append(episode)
+        records = [self._step(episode) for episode in complete]
+        self.log.append(records)  # durable before any of these steps counts as done
+        self._admit()
+        self.on_progress(self.progress)
+        self._check_all_done()
+
+    def _step(self, episode: Episode) -> dict:
+        replies = [episode.replies[i][0] for i in range(len(episode.asks))]
+        failed = next((r for r in replies if r.finish_reason == "error"), None)
+        try:
+            if failed is not None:
+                raise RuntimeError(failed.error or "the agent failed")
+            nxt = self.protocol.step(episode.phase, episode.state, replies)
+        except Exception as exc:
+            nxt = self._failed(episode.state, exc)
+        turns = self._turns(episode)
+        return self._advance(episode.id, episode.phase, episode.step, turns, nxt)
+
+    def _turns(self, episode: Episode) -> list[dict]:
+        agent = self.agent_of_role[self.protocol.role_of(episode.phase)]
+        return [
+            {"ask": i, "role": agent.role, "agent": agent.name, "prompt": prompt.model_dump(mode="json"),
+             "reply": episode.replies[i][0].model_dump(mode="json"),
+             "started": episode.replies[i][1], "ended": episode.replies[i][2]}
+            for i, prompt in enumerate(episode.asks)
+        ]
+
+    def _advance(self, episode_id: int, phase: str, step: int, turns: list[dict], nxt: Step) -> dict:
+        """Apply a step: build the log record, and either queue the next asks or finish."""
+        step += 1
+        record = {"run": self.run_id, "episode": episode_id, "step": step, "phase": phase,
+                  "turns": turns, "state": nxt.state.model_dump(mode="json"), "notes": nxt.notes,
+                  "time": time.time(), "asks": None, "outcome": None, "next_phase": None}
+        if isinstance(nxt, Done):
+            record["outcome"] = nxt.outcome.model_dump(mode="json")
+            self._finish(episode_id, nxt.outcome)
+            return record
+        agent = self.agent_of_role[self.protocol.role_of(nxt.phase)]
+        asks = [agent.prompt(messages, seed=derive_seed(self.seed, episode_id, step, i), task=nxt.state.task)
+                for i, messages in enumerate(nxt.prompts)]
+        record["next_phase"] = nxt.phase
+        record["asks"] = [a.model_dump(mode="json") for a in asks]
+        self.episodes[episode_id] = Episode(episode_id, nxt.state, nxt.phase, step, asks)
+        self.pending.append(episode_id)
+        return record
+
+    def _dispatch_pending(self) -> None:
+        """Queue the asks of episodes whose step is now durable."""
+        for episode_id in self.pending:
+            if episode_id in self.episodes:
+                self._enqueue(self.episodes[episode_id])
+        self.pending.clear()
+
+    def _enqueue(self, episode: Episode) -> None:
+        model = self.agent_of_role[self.protocol.role_of(episode.phase)].model
+        for i, prompt in enumerate(episode.asks):
+            self.queues[model].append(TurnRequest(episode.id, i, prompt))
+        self.wakeups[model].set()
+
+    def _finish(self, episode_id: int, outcome: Outcome) -> None:
+        self.episodes.pop(episode_id, None)
+        self.outcomes[episode_id] = outcome
+        self.progress.done += 1
+        self.progress.solved += outcome.solved
+        self.progress.errors += outcome.error is not None
+
+    def _failed(self, state: EpisodeState, exc: Exception) -> Done:
+        where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        at = f" (at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})" if where else ""
+        return Done(state=state, outcome=Outcome(solved=False, error=f"{type(exc).__name__}: {exc}{at}"))
+
+    def _check_all_done(self) -> None:
+        if self.progress.done >= self.progress.total:
+            self.all_done.set()

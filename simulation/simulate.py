@@ -1,0 +1,151 @@
+"""Start, resume and summarise a simulation from a config: the code behind ``academe run``/``resume``.
+
+Config is turned into flat arguments here (model specs, agent specs, the protocol's options); no
+actor ever receives the config tree.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from academe.agents.records import Prompt, Task
+from academe.protocols import get_protocol
+from academe.protocols.engine import Outcome, Protocol
+from academe.protocols.tasks import generate_word_problems, load_hf_dataset, load_task_file
+from academe.simulation.actors import ModelPool
+from academe.simulation.config import SimulationConfig, dump_config, load_config
+from academe.simulation.log import DialogueLog, read_steps
+from academe.simulation.runner import Episode, Progress, Runner
+
+CONFIG_FILE, SUMMARY_FILE = "config.yaml", "summary.json"
+
+
+def select_tasks(config: SimulationConfig) -> list[Task]:
+    """The task of each episode, in episode order (a source shorter than the run is cycled)."""
+    t, n = config.tasks, config.run.episodes
+    if t.source == "generated":
+        return generate_word_problems(n + t.offset, steps=t.steps, max_value=t.max_value,
+                                      seed=config.run.seed)[t.offset:]
+    pool = load_task_file(t.path) if t.source == "file" else load_hf_dataset(t.path, t.split, t.hf_config)
+    return [pool[(t.offset + i) % len(pool)] for i in range(n)]
+
+
+def new_run_dir(config: SimulationConfig) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    base = Path(config.run.out_dir) / f"{config.run.name}-{stamp}"
+    run_dir, n = base, 1
+    while run_dir.exists():
+        n += 1
+        run_dir = base.with_name(f"{base.name}-{n}")
+    return run_dir
+
+
+@contextmanager
+def ray_session(config: SimulationConfig):
+    """Local Ray (the embedded default) or a cluster; leaves an already running session alone."""
+    if not config.ray.enabled:
+        yield
+        return
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    ray.init(address=config.ray.address, num_cpus=config.ray.num_cpus if not config.ray.address else None,
+             include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def restore(protocol: Protocol, run_dir: Path) -> tuple[dict[int, Episode], dict[int, Outcome]]:
+    """From the log: finished episodes' outcomes, and unfinished ones as of their last logged step."""
+    last: dict[int, dict] = {}
+    for record in read_steps(run_dir):
+        if record["episode"] not in last or record["step"] > last[record["episode"]]["step"]:
+            last[record["episode"]] = record
+    restored, finished = {}, {}
+    for episode_id, record in last.items():
+        if record["outcome"] is not None:
+            finished[episode_id] = Outcome.model_validate(record["outcome"])
+        else:
+            restored[episode_id] = Episode(
+                id=episode_id, state=protocol.state.model_validate(record["state"]),
+                phase=record["next_phase"], step=record["step"],
+                asks=[Prompt.model_validate(a) for a in record["asks"]])
+    return restored, finished
+
+
+def execute(config: SimulationConfig, run_dir: Path, on_progress: Callable[[Progress], None] | None = None,
+            resume: bool = False) -> dict:
+    protocol = get_protocol(config.protocol.name)
+    options = protocol.parse_options(config.protocol.options)
+    agents = config.agent_specs()
+    protocol.check_bindings({a.role: a.name for a in agents.values()})
+    tasks = select_tasks(config)
+    restored, finished = restore(protocol, run_dir) if resume else ({}, {})
+    started = time.perf_counter()
+    with ray_session(config):
+        pool = ModelPool(config.models, use_ray=config.ray.enabled)
+        try:
+            runner = Runner(protocol, options, agents, pool, DialogueLog(run_dir), run_id=run_dir.name,
+                            seed=config.run.seed, concurrency=config.run.concurrency,
+                            max_batch={n: m.max_batch_size for n, m in config.models.items()},
+                            on_progress=on_progress)
+            outcomes = runner.run(tasks, restored=restored, finished=finished)
+        finally:
+            pool.shutdown()
+    summary = summarize(outcomes, runner.progress, time.perf_counter() - started)
+    (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def start_run(config: SimulationConfig, on_progress=None) -> tuple[Path, dict]:
+    run_dir = new_run_dir(config)
+    run_dir.mkdir(parents=True)
+    (run_dir / CONFIG_FILE).write_text(dump_config(config))
+    return run_dir, execute(config, run_dir, on_progress)
+
+
+def resume_run(run_dir: str | Path, on_progress=None) -> dict:
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{run_dir} has no {CONFIG_FILE}: not a run folder")
+    return execute(load_config(run_dir / CONFIG_FILE), run_dir, on_progress, resume=True)
+
+
+def summarize(outcomes: dict[int, Outcome], progress: Progress, wall_s: float) -> dict:
+    """Solve rate, mean score and metrics, and for each ``*_at`` metric its ``@k`` curve
+    (e.g. success@k: share of episodes with success_at <= k)."""
+    n = len(outcomes)
+    values = list(outcomes.values())
+    metric_names = sorted({k for o in values for k in o.metrics})
+    at_curves = {}
+    for name in (m for m in metric_names if m.endswith("_at")):
+        turns = [o.metrics.get(name) for o in values]
+        horizon = int(max((t for t in turns if t is not None), default=0))
+        at_curves[f"{name[:-3]}@k"] = {
+            str(k): sum(1 for t in turns if t is not None and t <= k) / n for k in range(1, horizon + 1)
+        }
+    errors = [o.error for o in values if o.error]
+    return {
+        "episodes": n,
+        "solved": sum(o.solved for o in values),
+        "solve_rate": sum(o.solved for o in values) / n if n else 0.0,
+        "mean_score": sum(o.score for o in values) / n if n else 0.0,
+        "metrics": {m: sum(o.metrics.get(m, 0.0) for o in values) / n for m in metric_names
+                    if not m.endswith("_at")},
+        "at_k": at_curves,
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+        "messages_this_session": progress.messages,
+        "completion_tokens_this_session": progress.completion_tokens,
+        "wall_s": round(wall_s, 2),
+        "messages_per_s": round(progress.messages / progress.elapsed, 2) if progress.elapsed else 0.0,
+    }
