@@ -1,17 +1,15 @@
 """Shared fixtures: local Ray, a tiny random model on disk, the data shipped beside the project."""
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-GSM8K = DATA / "gsm8k" / "test_socratic.dev.jsonl"
-MATHDIAL = DATA / "mathdial" / "test.dev.jsonl"
-
+# Armed by tests that kill an actor on purpose (see agents_for_tests.dies_once_student).
+os.environ.setdefault("ACADEME_TEST_MARKER", os.path.join(tempfile.mkdtemp(), "die-once"))
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
@@ -24,6 +22,8 @@ def tiny_model(tmp_path_factory) -> Path:
 def ray_local():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    tests = str(Path(__file__).resolve().parent)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": tests + os.pathsep + os.environ.get("PYTHONPATH", "")}})
     yield ray
     ray.shutdown()

@@ -1,0 +1,22 @@
+"""Scripted agents that misbehave on purpose, imported by Ray workers (tests put this folder on PYTHONPATH)."""
+
+import os
+from pathlib import Path
+
+from academe.agents.records import Prompt
+from academe.protocols.oracles import guessing_student
+
+
+def dies_once_student(prompt: Prompt) -> str:
+    """Kills its own process the first time it is called after ACADEME_TEST_MARKER is armed."""
+    marker = Path(os.environ["ACADEME_TEST_MARKER"])
+    if marker.exists():
+        marker.unlink()
+        os._exit(1)
+    return guessing_student(prompt)
+
+
+def teacher_that_fails_sometimes(prompt: Prompt) -> str:
+    if prompt.task is not None and prompt.task.id.endswith(("-3", "-7")):
+        raise RuntimeError("this teacher cannot handle that task")
+    return "(probing) What did you get for the first step?"
