@@ -35,7 +35,16 @@ class ModelServer:
         self.backend = load_backend(spec)
 
     def info(self) -> dict:
-        return {"model": self.backend.model_name, "version": self.backend.version, "pid": os.getpid()}
+        """Which model, which version, and where it runs (Ray node id, process)."""
+        node = None
+        try:
+            import ray
+
+            if ray.is_initialized():
+                node = ray.get_runtime_context().get_node_id()
+        except ImportError:
+            pass
+        return {"model": self.backend.model_name, "version": self.backend.version, "pid": os.getpid(), "node": node}
 
     def generate(self, prompts: Sequence[Prompt]) -> list[Reply]:
         return self.backend.generate(prompts)
@@ -99,6 +108,10 @@ class ModelPool:
 
             return ray.get(getattr(server, method).remote(*args))
         return getattr(server, method)(*args)
+
+    def describe(self) -> dict[str, dict]:
+        """``info()`` of every server, by model name."""
+        return {name: self.call(name, "info") for name in self.servers}
 
     def shutdown(self) -> None:
         if self.use_ray:

@@ -9,6 +9,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from academe.protocols import PROTOCOLS, ProtocolError, get_protocol
@@ -58,7 +59,7 @@ def _live_run(action, quiet: bool):
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/] {message}")
+    console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -70,17 +71,18 @@ def run(
     quiet: bool = typer.Option(False, help="no live progress display"),
 ):
     """Run a simulation and print its summary."""
-    from academe.simulation.simulate import start_run
+    from academe.simulation.simulate import execute, plan, prepare_run_dir
 
     try:
         overrides = list(set_) + ([f"ray.address={address}"] if address else [])
         cfg = load_config(config, overrides)
-        get_protocol(cfg.protocol.name).check_bindings({a.role: n for n, a in cfg.agents.items()})
-    except (ConfigError, ProtocolError) as exc:
+        checked = plan(cfg)
+    except ConfigError as exc:
         _fail(str(exc))
+    run_dir = prepare_run_dir(cfg)
     console.print(f"running [bold]{cfg.run.episodes}[/] episodes of [bold]{cfg.protocol.name}[/] "
-                  f"({cfg.run.concurrency} at once) with agents {', '.join(cfg.agents)}")
-    run_dir, summary = _live_run(lambda on_progress: start_run(cfg, on_progress), quiet)
+                  f"({cfg.run.concurrency} at once) with agents {', '.join(cfg.agents)} into {run_dir}")
+    summary = _live_run(lambda on_progress: execute(cfg, checked, run_dir, on_progress), quiet)
     console.print(summary_table(summary, run_dir))
     console.print(f"replay a dialogue: academe replay {run_dir} --episode 0")
 

@@ -9,16 +9,20 @@ from __future__ import annotations
 import json
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from pydantic import ValidationError
+
+from academe.agents.agent import AgentSpec
 from academe.agents.records import Prompt, Task
 from academe.protocols import get_protocol
-from academe.protocols.engine import Outcome, Protocol
-from academe.protocols.tasks import generate_word_problems, load_hf_dataset, load_task_file
+from academe.protocols.engine import Options, Outcome, Protocol, ProtocolError
+from academe.protocols.tasks import TaskFileError, generate_word_problems, load_hf_dataset, load_task_file
 from academe.simulation.actors import ModelPool
-from academe.simulation.config import SimulationConfig, dump_config, load_config
+from academe.simulation.config import ConfigError, SimulationConfig, describe, dump_config, load_config
 from academe.simulation.log import DialogueLog, read_steps
 from academe.simulation.runner import Episode, Progress, Runner
 
@@ -82,42 +86,71 @@ def restore(protocol: Protocol, run_dir: Path) -> tuple[dict[int, Episode], dict
     return restored, finished
 
 
-def execute(config: SimulationConfig, run_dir: Path, on_progress: Callable[[Progress], None] | None = None,
-            resume: bool = False) -> dict:
-    protocol = get_protocol(config.protocol.name)
-    options = protocol.parse_options(config.protocol.options)
-    agents = config.agent_specs()
-    protocol.check_bindings({a.role: a.name for a in agents.values()})
-    tasks = select_tasks(config)
-    restored, finished = restore(protocol, run_dir) if resume else ({}, {})
+@dataclass(frozen=True)
+class Plan:
+    """Everything a run needs, checked before any folder is made or any model is loaded."""
+
+    protocol: Protocol
+    options: Options
+    agents: dict[str, AgentSpec]
+    tasks: list[Task]
+
+
+def plan(config: SimulationConfig) -> Plan:
+    """Resolve the protocol, its options, the role bindings and the tasks; ConfigError if any is bad."""
+    try:
+        protocol = get_protocol(config.protocol.name)
+        agents = config.agent_specs()
+        protocol.check_bindings({a.role: a.name for a in agents.values()})
+        options = protocol.parse_options(config.protocol.options)
+        return Plan(protocol, options, agents, select_tasks(config))
+    except ValidationError as exc:
+        raise ConfigError(describe(exc, "protocol.options")) from None
+    except (ProtocolError, TaskFileError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def execute(config: SimulationConfig, checked: Plan, run_dir: Path,
+            on_progress: Callable[[Progress], None] | None = None, resume: bool = False) -> dict:
+    restored, finished = restore(checked.protocol, run_dir) if resume else ({}, {})
     started = time.perf_counter()
     with ray_session(config):
         pool = ModelPool(config.models, use_ray=config.ray.enabled)
+        placement = pool.describe()
         try:
-            runner = Runner(protocol, options, agents, pool, DialogueLog(run_dir), run_id=run_dir.name,
+            runner = Runner(checked.protocol, checked.options, checked.agents, pool, DialogueLog(run_dir), run_id=run_dir.name,
                             seed=config.run.seed, concurrency=config.run.concurrency,
                             max_batch={n: m.max_batch_size for n, m in config.models.items()},
                             on_progress=on_progress)
-            outcomes = runner.run(tasks, restored=restored, finished=finished)
+            outcomes = runner.run(checked.tasks, restored=restored, finished=finished)
         finally:
             pool.shutdown()
     summary = summarize(outcomes, runner.progress, time.perf_counter() - started)
+    summary["models"] = placement
     (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     return summary
 
 
-def start_run(config: SimulationConfig, on_progress=None) -> tuple[Path, dict]:
+def prepare_run_dir(config: SimulationConfig) -> Path:
+    """A new run folder holding the resolved config (what ``resume`` reads back)."""
     run_dir = new_run_dir(config)
     run_dir.mkdir(parents=True)
     (run_dir / CONFIG_FILE).write_text(dump_config(config))
-    return run_dir, execute(config, run_dir, on_progress)
+    return run_dir
+
+
+def start_run(config: SimulationConfig, on_progress=None) -> tuple[Path, dict]:
+    checked = plan(config)  # fail on bad input before a run folder exists
+    run_dir = prepare_run_dir(config)
+    return run_dir, execute(config, checked, run_dir, on_progress)
 
 
 def resume_run(run_dir: str | Path, on_progress=None) -> dict:
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"{run_dir} has no {CONFIG_FILE}: not a run folder")
-    return execute(load_config(run_dir / CONFIG_FILE), run_dir, on_progress, resume=True)
+    config = load_config(run_dir / CONFIG_FILE)
+    return execute(config, plan(config), run_dir, on_progress, resume=True)
 
 
 def summarize(outcomes: dict[int, Outcome], progress: Progress, wall_s: float) -> dict:

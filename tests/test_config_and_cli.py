@@ -1,0 +1,85 @@
+"""Configs and the CLI: what a user types, and the errors a user sees."""
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from academe.simulation.cli import app
+from academe.simulation.config import ConfigError, load_config
+from simulations import SCRIPTED_STUDENT
+
+cli = CliRunner()
+
+
+def write(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_default_config_loads_and_overrides_apply():
+    cfg = load_config(None, ["run.episodes=5", "agents.student.sampling.temperature=0.7"])
+    assert cfg.run.episodes == 5 and cfg.agents["student"].sampling.temperature == 0.7
+    assert cfg.models["smollm2"].path == "smollm2" and cfg.protocol.name == "socratic"
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("run: {episodes: 3, episdoes: 4}\nmodels: {}\nagents: {}", r"run.episdoes: unknown key"),
+    ("run: {episodes: -1}\nmodels: {}\nagents: {}", r"run.episodes: Input should be greater than or equal to 1 \(got -1\)"),
+    ("models: {m: {kind: llamacpp}}\nagents: {}", r"models.m: unknown backend kind 'llamacpp'; use one of transformers, scripted"),
+    ("models: {m: {kind: scripted, path: a:b}}\nagents: {s: {role: student, model: nope}}",
+     r"agents.s.model is 'nope', but models defines only: m"),
+    ("models: {m: {}}\nagents: {s: {role: student, model: m, sampling: {top_p: 2}}}", r"agents.s.sampling.top_p"),
+    ("run: [1, 2\n", r"not valid YAML"),
+    ("- a\n- b\n", r"top level must be a mapping"),
+    ("tasks: {source: file}\nmodels: {}\nagents: {}", r"tasks.source 'file' needs tasks.path"),
+])
+def test_bad_configs_name_the_field_and_the_fix(tmp_path, text, expected):
+    with pytest.raises(ConfigError, match=expected):
+        load_config(write(tmp_path, text))
+
+
+def test_missing_config_file_and_bad_override(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="expected key.path=value"):
+        load_config(None, ["episodes"])
+
+
+def test_cli_rejects_unknown_protocol_and_unbound_role(tmp_path):
+    result = cli.invoke(app, ["run", "--set", "protocol.name=debate"])
+    assert result.exit_code == 2 and "unknown protocol 'debate'; known: socratic" in result.output
+    cfg = yaml.safe_load(open(load_config.__globals__["DEFAULT_CONFIG"]))
+    del cfg["agents"]["teacher"]
+    result = cli.invoke(app, ["run", str(write(tmp_path, yaml.safe_dump(cfg)))])
+    assert result.exit_code == 2 and "role(s) teacher have no agent" in result.output
+
+
+def test_cli_protocols_lists_and_draws(tmp_path):
+    listing = cli.invoke(app, ["protocols"])
+    assert listing.exit_code == 0 and "socratic" in listing.output and "teacher, student" in listing.output
+    picture = tmp_path / "graph.png"
+    shown = cli.invoke(app, ["protocols", "show", "socratic", "--picture", str(picture)])
+    assert shown.exit_code == 0 and "attempt" in shown.output and "guide" in shown.output
+    assert picture.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_run_then_replay_in_one_process_without_ray(tmp_path):
+    overrides = ["--set", f"run.out_dir={tmp_path}", "--set", "run.episodes=6", "--set", "ray.enabled=false",
+                 "--set", f"models.smollm2={{kind: scripted, path: '{SCRIPTED_STUDENT['path']}'}}"]
+    result = cli.invoke(app, ["run", "--quiet", *overrides])
+    assert result.exit_code == 0, result.output
+    assert "success@k" in result.output and "episodes" in result.output
+    (run_dir,) = tmp_path.iterdir()
+    replayed = cli.invoke(app, ["replay", str(run_dir), "--episode", "1"])
+    assert replayed.exit_code == 0 and "episode 1" in replayed.output and "teacher (focus)" in replayed.output
+    assert "scripted:socratic_teacher v0" in replayed.output
+    missing = cli.invoke(app, ["replay", str(run_dir), "--episode", "99"])
+    assert missing.exit_code == 2 and "episode 99 is not in" in missing.output
+
+
+def test_missing_task_file_fails_before_anything_starts(tmp_path):
+    result = cli.invoke(app, ["run", "--quiet", "--set", "tasks.source=file", "--set", f"tasks.path={tmp_path}/x.jsonl",
+                              "--set", "ray.enabled=false", "--set", f"run.out_dir={tmp_path}/runs"])
+    assert result.exit_code == 2 and "x.jsonl' does not exist" in result.output
+    assert not (tmp_path / "runs").exists()
