@@ -20,7 +20,8 @@ class Record(BaseModel):
 
     def replace(self, **changes) -> "Record":
         """A copy with ``changes`` applied and validated (frozen records never mutate)."""
-        return type(self).model_validate({**self.model_dump(), **changes})
+        # Nested records are already valid instances: pass them as they are instead of dumping.
+        return type(self).model_validate({**self.__dict__, **changes})
 
 
 RunId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")]

@@ -21,8 +21,7 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-STEP_COLUMNS = ("run", "episode", "step", "phase", "next_phase", "turns", "asks", "state", "outcome",
-                "notes", "time")
+STEP_KEYS = ("run", "episode", "step", "phase", "next_phase", "time")  # plus the whole record as JSON
 MESSAGE_SCHEMA = pa.schema([
     ("run", pa.string()), ("episode", pa.int64()), ("step", pa.int32()), ("phase", pa.string()),
     ("ask", pa.int32()), ("role", pa.string()), ("agent", pa.string()), ("model", pa.string()),
@@ -32,7 +31,6 @@ MESSAGE_SCHEMA = pa.schema([
     ("finish_reason", pa.string()), ("error", pa.string()), ("latency_s", pa.float64()),
     ("started", pa.float64()), ("ended", pa.float64()), ("notes", pa.string()),
 ])
-NESTED = ("turns", "asks", "state", "outcome", "notes")
 
 
 class DialogueLog:
@@ -44,8 +42,9 @@ class DialogueLog:
         self.segment_rows = segment_rows
         self._recover()
         self.segment = self._next_segment_number()
-        self._rows = 0
         self._file = None
+        self._records: list[dict] = []  # the live segment, kept to compact it without re-reading
+        self._lines: list[str] = []
 
     # -- writing --
     def append(self, records: list[dict]) -> None:
@@ -54,11 +53,13 @@ class DialogueLog:
             return
         if self._file is None:
             self._file = open(self._live_path(self.segment), "a", encoding="utf-8")
-        self._file.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
+        lines = [json.dumps(r, separators=(",", ":")) for r in records]
+        self._file.write("".join(line + "\n" for line in lines))
         self._file.flush()
         os.fsync(self._file.fileno())
-        self._rows += len(records)
-        if self._rows >= self.segment_rows:
+        self._records.extend(records)
+        self._lines.extend(lines)
+        if len(self._lines) >= self.segment_rows:
             self._compact_live()
 
     def close(self) -> None:
@@ -71,9 +72,10 @@ class DialogueLog:
             self._file = None
         live = self._live_path(self.segment)
         if live.exists():
-            compact(live, self.folder, self.segment)
+            write_segment(self._records, self._lines, self.folder, self.segment)
+            live.unlink()
         self.segment += 1
-        self._rows = 0
+        self._records, self._lines = [], []
 
     # -- reading --
     def steps(self) -> Iterator[dict]:
@@ -96,7 +98,10 @@ class DialogueLog:
                 live.unlink()  # the Parquet copy was complete (written under a temp name, renamed)
                 continue
             drop_torn_tail(live)
-            compact(live, self.folder, n)
+            with open(live, encoding="utf-8") as f:
+                lines = [line.rstrip("\n") for line in f]
+            write_segment([json.loads(line) for line in lines], lines, self.folder, n)
+            live.unlink()
 
 
 def drop_torn_tail(path: Path) -> None:
@@ -109,13 +114,11 @@ def drop_torn_tail(path: Path) -> None:
             os.fsync(f.fileno())
 
 
-def compact(live: Path, folder: Path, n: int) -> None:
-    """Turn a live JSONL segment into steps/messages Parquet files (atomically), then remove it."""
-    records = list(_read_jsonl(live))
+def write_segment(records: list[dict], lines: list[str], folder: Path, n: int) -> None:
+    """A finished segment as steps/messages Parquet files, each written under a temp name and renamed."""
     if records:
-        _write_atomic(steps_table(records), folder / f"steps-{n:05d}.parquet")
+        _write_atomic(steps_table(records, lines), folder / f"steps-{n:05d}.parquet")
         _write_atomic(messages_table(records), folder / f"messages-{n:05d}.parquet")
-    live.unlink()
 
 
 def _write_atomic(table: pa.Table, path: Path) -> None:
@@ -126,10 +129,10 @@ def _write_atomic(table: pa.Table, path: Path) -> None:
     partial.rename(path)
 
 
-def steps_table(records: list[dict]) -> pa.Table:
-    columns = {c: [r.get(c) for r in records] for c in STEP_COLUMNS}
-    for c in NESTED:
-        columns[c] = [None if v is None else json.dumps(v) for v in columns[c]]
+def steps_table(records: list[dict], lines: list[str]) -> pa.Table:
+    """Key columns for filtering, and each record whole, as the JSON line it was logged as."""
+    columns = {c: [r.get(c) for r in records] for c in STEP_KEYS}
+    columns["record"] = lines
     return pa.table(columns)
 
 
@@ -163,11 +166,11 @@ def _read_jsonl(path: Path) -> Iterator[dict]:
 
 
 def read_steps(run_dir: str | Path) -> Iterator[dict]:
-    """Step records of a run, nested fields decoded, in write order."""
+    """Step records of a run (dicts, as logged), in write order."""
     folder = Path(run_dir) / "log"
     for path in sorted(folder.glob("steps-*.parquet")):
-        for row in pq.read_table(path).to_pylist():
-            yield {k: (json.loads(v) if k in NESTED and v is not None else v) for k, v in row.items()}
+        for line in pq.read_table(path, columns=["record"]).column("record").to_pylist():
+            yield json.loads(line)
     for live in sorted(folder.glob("live-*.jsonl")):
         yield from _read_jsonl(live)
 
