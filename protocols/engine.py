@@ -82,12 +82,19 @@ def system(text: str) -> ChatMessage:
 
 
 class SFT(Record):
-    """The replies of ``role`` in ``phases`` are targets, from episodes whose outcome matches."""
+    """The replies of ``role`` in ``phases`` are targets, from episodes whose outcome matches.
+
+    ``turns="last"`` keeps only the role's last such reply of each episode (the one that solved
+    it); ``prompt="first"`` pairs it with the role's first prompt of the episode instead of its own
+    (STaR's rationalization: a guided answer becomes the target for the unaided question).
+    """
 
     kind: Literal["sft"] = "sft"
     role: str
     phases: tuple[str, ...]
     when: Literal["always", "solved", "unsolved"] = "solved"
+    turns: Literal["all", "last"] = "all"
+    prompt: Literal["turn", "first"] = "turn"
 
 
 class Preference(Record):

@@ -99,5 +99,6 @@ socratic = Protocol(
         "guide": Phase("teacher", teacher_spoke, then=("answer",), doc="one Socratic move"),
         "answer": Phase("student", student_spoke, then=("guide", "<end>"), doc="the student tries again"),
     },
-    train=(SFT(role="student", phases=("answer",), when="solved"),),
+    # the reply that solved it, as the target for the unaided problem (STaR-style rationalization)
+    train=(SFT(role="student", phases=("attempt", "answer"), when="solved", turns="last", prompt="first"),),
 )

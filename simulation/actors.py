@@ -54,10 +54,18 @@ class ModelServer:
 
     def load_state_dict(self, state: dict, version: int) -> int:
         """Swap weights; returns the new version as the acknowledgement."""
+        self._trainable().load_state_dict(state, version)
+        return version
+
+    def load_adapter(self, adapter: dict, lora: dict, version: int) -> int:
+        """Load a LoRA adapter over the base weights; returns the new version as the acknowledgement."""
+        self._trainable().load_adapter(adapter, lora, version)
+        return version
+
+    def _trainable(self):
         if not hasattr(self.backend, "load_state_dict"):
             raise TypeError(f"model {self.backend.model_name!r} cannot receive weights")
-        self.backend.load_state_dict(state, version)
-        return version
+        return self.backend
 
 
 class ModelPool:

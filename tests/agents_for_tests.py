@@ -20,3 +20,11 @@ def teacher_that_fails_sometimes(prompt: Prompt) -> str:
     if prompt.task is not None and prompt.task.id.endswith(("-3", "-7")):
         raise RuntimeError("this teacher cannot handle that task")
     return "(probing) What did you get for the first step?"
+
+
+def sleepy(prompt: Prompt) -> str:
+    """Busy for a while: a receiver that cannot acknowledge in time."""
+    import time
+
+    time.sleep(float(os.environ.get("ACADEME_TEST_SLEEP", "4")))
+    return "zzz"

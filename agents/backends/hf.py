@@ -162,3 +162,14 @@ class TransformersBackend:
             )
         self.model.load_state_dict(state, strict=False)
         self.version = version
+
+    def load_adapter(self, adapter: dict[str, torch.Tensor], lora: dict, version: int) -> None:
+        """Serve base weights + a LoRA adapter (wrapping the model with peft on first use)."""
+        from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+
+        if not hasattr(self.model, "peft_config"):
+            self.model = get_peft_model(self.model, LoraConfig(task_type="CAUSAL_LM", **lora)).eval()
+        result = set_peft_model_state_dict(self.model, adapter)
+        if result.unexpected_keys:
+            raise ValueError(f"adapter has tensors this model lacks: {result.unexpected_keys[:3]}")
+        self.version = version

@@ -1,0 +1,65 @@
+"""Tokenising chat examples for training, and the SFT and DPO losses.
+
+Written by hand rather than through TRL's trainers: a trainer actor lives for the whole simulation,
+keeps one optimizer across many short phases, reports every step to the driver and swaps weights
+in place between phases; TRL's trainers are built around one long offline ``train()`` call with
+their own loop, data pipeline and output folders. The losses themselves are a few lines each.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from academe.agents.records import ChatMessage
+
+IGNORE = -100
+
+
+def encode(tokenizer, messages: Sequence[ChatMessage], target: str, max_len: int) -> tuple[list[int], list[int]]:
+    """Token ids of prompt + target (+ end of turn), and labels that score only the target.
+
+    A too-long example loses the start of its prompt, never its target.
+    """
+    prompt = tokenizer.apply_chat_template([m.model_dump() for m in messages], tokenize=False,
+                                           add_generation_prompt=True)
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    target_ids = tokenizer(target + tokenizer.eos_token, add_special_tokens=False)["input_ids"][:max_len]
+    prompt_ids = prompt_ids[-(max_len - len(target_ids)):] if max_len > len(target_ids) else []
+    return prompt_ids + target_ids, [IGNORE] * len(prompt_ids) + target_ids
+
+
+def collate(pairs: Sequence[tuple[list[int], list[int]]], pad_id: int, device) -> dict[str, torch.Tensor]:
+    """Right-padded batch of (input ids, labels)."""
+    width = max(len(ids) for ids, _ in pairs)
+    ids = torch.full((len(pairs), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(pairs), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(pairs), width), dtype=torch.long)
+    for row, (i, l) in enumerate(pairs):
+        ids[row, : len(i)] = torch.tensor(i)
+        labels[row, : len(l)] = torch.tensor(l)
+        mask[row, : len(i)] = 1
+    return {"input_ids": ids.to(device), "labels": labels.to(device), "attention_mask": mask.to(device)}
+
+
+def target_logprobs(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of log-probabilities of each row's target tokens, and the number of target tokens."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    labels = batch["labels"][:, 1:]
+    scored = labels != IGNORE
+    logps = torch.gather(F.log_softmax(logits.float(), dim=-1), 2, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (logps * scored).sum(-1), scored.sum(-1)
+
+
+def sft_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean negative log-likelihood per target token (the prompt is not trained on)."""
+    logps, counts = target_logprobs(model, batch)
+    return -logps.sum() / counts.sum().clamp(min=1)
+
+
+def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """DPO's sigmoid loss, and the reward margin (chosen minus rejected, in units of beta)."""
+    margin = beta * ((policy_chosen - ref_chosen) - (policy_rejected - ref_rejected))
+    return -F.logsigmoid(margin).mean(), margin.detach()

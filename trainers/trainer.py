@@ -1,0 +1,289 @@
+"""A trainer: one trainable model, fine-tuned in short phases (SFT or DPO, LoRA or full), versioned.
+
+It runs in a Ray actor (one per trainable model; a GPU each where the cluster has them, CPU here)
+or in this process. fp32 master weights on CPU: bf16 full fine-tuning barely learns at this scale.
+Each phase that completes produces a new version; a phase that fails (out of memory, say) restores
+the last good weights and raises, so the run keeps serving the last good version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from pathlib import Path
+from typing import Literal, Sequence
+
+import torch
+from pydantic import Field
+
+from academe.agents.backends.base import ModelSpec
+from academe.agents.models import local_folder
+from academe.agents.records import Record
+from academe.trainers.data import PreferencePair, SFTExample
+from academe.trainers.losses import collate, dpo_loss, encode, sft_loss, target_logprobs
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class TrainSettings(Record):
+    mode: Literal["lora", "full"] = "lora"
+    lr: float = Field(5e-4, gt=0, le=1.0)
+    batch_size: int = Field(8, ge=1, le=1024)
+    steps: int = Field(20, ge=1, le=1_000_000, description="optimizer steps per training phase")
+    max_seq_len: int = Field(512, ge=16, le=32_768)
+    lora_r: int = Field(16, ge=1, le=1024)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    dpo_beta: float = Field(0.1, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    seed: int = 0
+
+
+class PhaseReport(Record):
+    version: int
+    kind: Literal["sft", "dpo"]
+    examples: int
+    steps: int
+    losses: tuple[float, ...]
+    margins: tuple[float, ...] = ()
+    tokens: int
+    seconds: float
+    tokens_per_s: float
+    samples_per_s: float
+
+
+class TrainingFailed(RuntimeError):
+    """A phase failed; the trainer is back at its last good version (named in the message)."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded into this trainer; the message says why."""
+
+
+class Trainer:
+    def __init__(self, model: ModelSpec, settings: TrainSettings, threads: int | None = None):
+        if model.kind != "transformers":
+            raise ValueError(f"model {model.display_name!r} is {model.kind!r}: only transformers models can be trained")
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        threads = threads or max(1, int(model.num_cpus))
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)  # Ray sets one thread in actors
+        torch.manual_seed(settings.seed)
+        self.settings, self.spec = settings, model
+        self.device = torch.device("cuda" if model.device != "cpu" and torch.cuda.is_available() else "cpu")
+        folder = local_folder(model.path)
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        base = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(self.device)
+        self.base_config = base.config.to_dict()
+        if settings.mode == "lora":
+            from peft import LoraConfig, get_peft_model
+
+            self.lora_config = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha,
+                                          lora_dropout=settings.lora_dropout, target_modules=list(LORA_TARGETS),
+                                          task_type="CAUSAL_LM")
+            self.model = get_peft_model(base, self.lora_config)
+        else:
+            self.lora_config = None
+            self.model = base
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=settings.lr, weight_decay=settings.weight_decay)
+        self.version = 0
+        self.rng = random.Random(settings.seed)
+
+    # ---- training ----
+    def train_sft(self, examples: Sequence[SFTExample], steps: int | None = None) -> PhaseReport:
+        encoded = [encode(self.tokenizer, e.messages, e.target, self.settings.max_seq_len) for e in examples]
+        return self._phase("sft", encoded, steps or self.settings.steps, self._sft_step)
+
+    def train_dpo(self, pairs: Sequence[PreferencePair], steps: int | None = None) -> PhaseReport:
+        max_len = self.settings.max_seq_len
+        encoded = [(encode(self.tokenizer, p.messages, p.chosen, max_len),
+                    encode(self.tokenizer, p.messages, p.rejected, max_len)) for p in pairs]
+        with torch.no_grad():  # the reference policy is the model as this phase starts
+            self.model.eval()
+            reference = [tuple(target_logprobs(self.model, collate([side], self._pad, self.device))[0].item()
+                               for side in pair) for pair in encoded]
+        items = [(pair, ref) for pair, ref in zip(encoded, reference)]
+        return self._phase("dpo", items, steps or self.settings.steps, self._dpo_step)
+
+    def _sft_step(self, batch) -> tuple[torch.Tensor, int, float | None]:
+        tensors = collate(batch, self._pad, self.device)
+        return sft_loss(self.model, tensors), int(tensors["attention_mask"].sum()), None
+
+    def _dpo_step(self, batch) -> tuple[torch.Tensor, int, float | None]:
+        chosen = collate([pair[0] for pair, _ in batch], self._pad, self.device)
+        rejected = collate([pair[1] for pair, _ in batch], self._pad, self.device)
+        ref = torch.tensor([r for _, r in batch], device=self.device)
+        loss, margin = dpo_loss(target_logprobs(self.model, chosen)[0], target_logprobs(self.model, rejected)[0],
+                                ref[:, 0], ref[:, 1], self.settings.dpo_beta)
+        tokens = int(chosen["attention_mask"].sum() + rejected["attention_mask"].sum())
+        return loss, tokens, float(margin.mean())
+
+    def _phase(self, kind, items: list, steps: int, step_fn) -> PhaseReport:
+        if not items:
+            raise ValueError(f"a {kind} phase needs at least one example (got none)")
+        good = {name: p.detach().clone() for name, p in self.model.named_parameters() if p.requires_grad}
+        losses, margins, tokens = [], [], 0
+        start = time.perf_counter()
+        try:
+            self.model.train()
+            order: list = []
+            for _ in range(steps):
+                batch = []
+                while len(batch) < self.settings.batch_size:
+                    if not order:
+                        order = list(items)
+                        self.rng.shuffle(order)
+                    batch.append(order.pop())
+                    if len(batch) == len(items):
+                        break
+                loss, n_tokens, margin = step_fn(batch)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+                self.optimizer.step()
+                losses.append(loss.item())
+                tokens += n_tokens
+                if margin is not None:
+                    margins.append(margin)
+        except (torch.OutOfMemoryError, RuntimeError) as exc:
+            self._restore(good)
+            raise TrainingFailed(f"{kind} phase failed ({type(exc).__name__}: {str(exc)[:300]}); "
+                                 f"kept version {self.version}") from None
+        finally:
+            self.model.eval()
+        seconds = time.perf_counter() - start
+        self.version += 1
+        return PhaseReport(version=self.version, kind=kind, examples=len(items), steps=steps, losses=tuple(losses),
+                           margins=tuple(margins), tokens=tokens, seconds=seconds, tokens_per_s=tokens / seconds,
+                           samples_per_s=steps * min(self.settings.batch_size, len(items)) / seconds)
+
+    def _restore(self, good: dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            for name, p in self.model.named_parameters():
+                if name in good:
+                    p.copy_(good[name])
+        self.optimizer.zero_grad(set_to_none=True)
+
+    @property
+    def _pad(self) -> int:
+        return self.tokenizer.pad_token_id
+
+    def loss_on(self, examples: Sequence[SFTExample]) -> float:
+        """SFT loss on these examples without training (for checks and reports)."""
+        encoded = [encode(self.tokenizer, e.messages, e.target, self.settings.max_seq_len) for e in examples]
+        with torch.no_grad():
+            return float(sft_loss(self.model, collate(encoded, self._pad, self.device)))
+
+    def margin_on(self, pairs: Sequence[PreferencePair]) -> float:
+        """Mean log-probability margin of chosen over rejected replies under the current weights."""
+        max_len = self.settings.max_seq_len
+        with torch.no_grad():
+            chosen = collate([encode(self.tokenizer, p.messages, p.chosen, max_len) for p in pairs], self._pad, self.device)
+            rejected = collate([encode(self.tokenizer, p.messages, p.rejected, max_len) for p in pairs], self._pad, self.device)
+            return float((target_logprobs(self.model, chosen)[0] - target_logprobs(self.model, rejected)[0]).mean())
+
+    # ---- publication ----
+    def weights(self, what: Literal["full", "adapter"]) -> dict[str, torch.Tensor]:
+        """What receivers load: the LoRA adapter only, or full weights (LoRA merged in)."""
+        if what == "adapter":
+            if self.lora_config is None:
+                raise ValueError("this trainer does full fine-tuning: there is no adapter to publish")
+            from peft import get_peft_model_state_dict
+
+            return {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(self.model).items()}
+        if self.lora_config is not None:
+            return self._merged_state()
+        return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+
+    def _merged_state(self) -> dict[str, torch.Tensor]:
+        """Full weights with the adapter merged, leaving the trainable adapter in place."""
+        state = {}
+        base = self.model.get_base_model()
+        for name, module in base.named_modules():
+            if hasattr(module, "get_delta_weight") and "default" in getattr(module, "lora_A", {}):
+                state[f"{name}.weight"] = (module.base_layer.weight + module.get_delta_weight("default")).detach().cpu()
+        for name, tensor in base.state_dict().items():
+            clean = name.replace(".base_layer", "")
+            if "lora_" not in name and clean not in state:
+                state[clean] = tensor.detach().cpu().clone()
+        return state
+
+    def lora_settings(self) -> dict | None:
+        """The adapter's shape, for receivers that wrap their model to load adapters."""
+        s = self.settings
+        return None if self.lora_config is None else {"r": s.lora_r, "lora_alpha": s.lora_alpha,
+                                                      "target_modules": list(LORA_TARGETS)}
+
+    # ---- checkpoints ----
+    def save(self, folder: str | Path) -> Path:
+        """Versioned checkpoint: weights (safetensors), optimizer, and the trainer state."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder) / f"v{self.version:05d}"
+        partial = folder.with_name(folder.name + ".partial")
+        partial.mkdir(parents=True, exist_ok=True)
+        trainable = {n: p.detach().cpu().contiguous() for n, p in self.model.named_parameters() if p.requires_grad}
+        save_file(trainable, partial / "weights.safetensors")
+        torch.save(self.optimizer.state_dict(), partial / "optimizer.pt")
+        state = {"version": self.version, "model": self.spec.display_name, **self._identity()}
+        (partial / "trainer_state.json").write_text(json.dumps(state, indent=2))
+        if folder.exists():
+            import shutil
+
+            shutil.rmtree(folder)
+        partial.rename(folder)
+        return folder
+
+    def load(self, folder: str | Path) -> int:
+        """Load a checkpoint made by ``save``; refuses one from another model or setup, or a corrupt one."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        try:
+            state = json.loads((folder / "trainer_state.json").read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"checkpoint {folder}: no readable trainer_state.json ({exc})") from None
+        for key, mine in self._identity().items():
+            if state.get(key) != mine:
+                raise CheckpointError(f"checkpoint {folder} is from another model or setup: "
+                                      f"{key} is {state.get(key)!r} there, {mine!r} here")
+        try:
+            weights = load_file(folder / "weights.safetensors")
+        except (OSError, SafetensorError) as exc:
+            raise CheckpointError(f"checkpoint {folder}: weights.safetensors is unreadable ({exc})") from None
+        params = dict(self.model.named_parameters())
+        wrong = [n for n, t in weights.items() if n not in params or params[n].shape != t.shape]
+        missing = [n for n, p in params.items() if p.requires_grad and n not in weights]
+        if wrong or missing:
+            raise CheckpointError(f"checkpoint {folder} does not fit this model: "
+                                  f"{len(wrong)} unexpected or misshapen and {len(missing)} missing tensors")
+        with torch.no_grad():
+            for name, tensor in weights.items():
+                params[name].copy_(tensor)
+        optimizer = folder / "optimizer.pt"
+        if optimizer.is_file():
+            self.optimizer.load_state_dict(torch.load(optimizer, weights_only=True))
+        self.version = int(state["version"])
+        return self.version
+
+
+    def _identity(self) -> dict:
+        """What a checkpoint must match to be loaded here."""
+        c = self.base_config
+        return {"mode": self.settings.mode, "architectures": c.get("architectures"), "vocab_size": c.get("vocab_size"),
+                "hidden_size": c.get("hidden_size"), "num_hidden_layers": c.get("num_hidden_layers"),
+                "lora_r": self.settings.lora_r if self.lora_config is not None else None}
+
+
+def latest_checkpoint(folder: str | Path) -> Path | None:
+    versions = sorted(p for p in Path(folder).glob("v*") if p.is_dir() and not p.name.endswith(".partial"))
+    return versions[-1] if versions else None
