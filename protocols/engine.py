@@ -182,6 +182,18 @@ class Protocol:
     def parse_options(self, raw: dict | None) -> Options:
         return self.options.model_validate(raw or {})
 
+    def training_for(self, role: str, kind: str | None = None) -> TrainSpec:
+        """This protocol's declaration of ``role``'s training data (of ``kind``, if it has several)."""
+        def learner(spec: TrainSpec) -> str:
+            return spec.student if isinstance(spec, Distill) else spec.role
+
+        matches = [s for s in self.train if learner(s) == role and kind in (None, s.kind)]
+        if not matches:
+            declared = ", ".join(f"{s.kind} for {learner(s)}" for s in self.train) or "nothing"
+            raise ProtocolError(f"protocol {self.name!r} declares no training data for role {role!r}"
+                                f"{f' of kind {kind!r}' if kind else ''}; it declares: {declared}")
+        return matches[0]
+
     def check_bindings(self, bound: dict[str, str]) -> None:
         """Every role bound to an agent, and no binding for a role the protocol lacks."""
         missing = [r for r in self.roles if r not in bound]

@@ -31,6 +31,8 @@ def progress_line(p: Progress) -> Table:
     table.add_row(f"episodes [bold]{p.done}/{p.total}[/]", f"messages {p.messages} ({rate:.1f}/s)",
                   f"tokens {p.completion_tokens}", f"solved {solved}",
                   f"[red]errors {p.errors}[/]" if p.errors else "", f"{p.elapsed:.0f}s")
+    if p.status:
+        table.add_row(f"[yellow]{escape(p.status)}[/]")
     return table
 
 
@@ -45,6 +47,21 @@ def summary_table(summary: dict, run_dir: Path) -> Table:
     table.add_row("messages", f"{summary['messages_this_session']} ({summary['messages_per_s']}/s)")
     table.add_row("completion tokens", str(summary["completion_tokens_this_session"]))
     table.add_row("wall time", f"{summary['wall_s']} s")
+    for training in summary.get("training", []):
+        trained = [p for p in training["phases"] if p["event"] == "trained"]
+        table.add_row(f"trained {training['model']}", f"versions {', '.join(map(str, training['versions'])) or 'none'}; "
+                      + "; ".join(f"v{p['version']}: loss {p['loss_first']:.2f}->{p['loss_last']:.2f} "
+                                  f"({p['examples']} examples, {p['seconds']:.0f} s)" for p in trained))
+        if training["accuracy"]:
+            table.add_row("held-out accuracy", "  ".join(f"v{v}: {a:.1%}" for v, a in training["accuracy"]))
+        for p in training["phases"]:
+            if p["event"] in ("skipped", "failed"):
+                table.add_row(f"[yellow]{p['event']}[/]", escape(p["reason"]))
+            if p.get("publish_failed"):
+                table.add_row("[red]publication failed[/]", escape(str(p["publish_failed"])))
+    if "training_s" in summary:
+        table.add_row("time training / simulating", f"{summary['training_s']} s / {summary['simulating_s']} s")
+        table.add_row("learning curve", summary["learning_curve"])
     if summary["errors"]:
         table.add_row("[red]episodes with errors[/]", f"{summary['errors']}: {summary['first_error']}")
     table.add_row("run folder", str(run_dir))

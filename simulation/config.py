@@ -40,6 +40,7 @@ class TaskSection(Record):
     steps: int = Field(2, ge=1, le=20, description="generated: operations per problem")
     max_value: int = Field(20, ge=2, le=1_000_000, description="generated: size of the numbers")
     offset: int = Field(0, ge=0, description="skip this many tasks from the start of the source")
+    seed: int | None = Field(None, ge=0, description="generated: problem seed (default: the run seed)")
 
     @model_validator(mode="after")
     def _path_when_needed(self):
@@ -55,6 +56,45 @@ class AgentSection(Record):
     sampling: Sampling = Sampling()
 
 
+class TrainSettings(Record):
+    mode: Literal["lora", "full"] = "lora"
+    lr: float = Field(5e-4, gt=0, le=1.0)
+    batch_size: int = Field(8, ge=1, le=1024)
+    steps: int = Field(20, ge=1, le=1_000_000, description="optimizer steps per training phase")
+    max_seq_len: int = Field(512, ge=16, le=32_768)
+    lora_r: int = Field(16, ge=1, le=1024)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    dpo_beta: float = Field(0.1, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    seed: int = 0
+
+
+class TrainingSection(Record):
+    """When and how one model is trained from the log (config ``training.<model name>``)."""
+
+    role: str = Field(description="whose logged turns are the data (the protocol declares how)")
+    kind: Literal["sft", "preference", "distill"] | None = Field(None, description="which declaration, if several")
+    every_episodes: int = Field(16, ge=1, description="train after every K finished episodes")
+    wait: bool = Field(True, description="pause the simulation while training; false: train in the background")
+    max_staleness: int | None = Field(None, ge=0, description="background: use turns at most N versions old")
+    publish: Literal["adapter", "full"] = Field("adapter", description="send the LoRA adapter, or full weights")
+    publish_timeout_s: float = Field(120.0, gt=0)
+    min_examples: int = Field(1, ge=1, description="skip a phase with fewer examples than this")
+    num_cpus: float = Field(1.0, ge=0)
+    num_gpus: float = Field(0.0, ge=0)
+    settings: TrainSettings = TrainSettings()
+
+
+class EvaluationSection(Record):
+    """Held-out accuracy of one role, before training and after each phase (greedy, unaided)."""
+
+    role: str = "student"
+    count: int = Field(100, ge=1, le=100_000)
+    tasks: "TaskSection" = Field(default_factory=lambda: TaskSection(seed=2**31 - 1),
+                                 description="held-out problems; any that also appear in the run are dropped")
+
+
 class RaySection(Record):
     enabled: bool = Field(True, description="false: everything in this process, for debugging")
     address: str | None = Field(None, description="None: start local Ray; 'auto' or ray://host:port for a cluster")
@@ -68,9 +108,19 @@ class SimulationConfig(Record):
     models: dict[str, ModelSpec]
     agents: dict[str, AgentSection]
     ray: RaySection = RaySection()
+    training: dict[str, TrainingSection] = Field(default_factory=dict)
+    evaluation: EvaluationSection | None = None
 
     @model_validator(mode="after")
     def _references_resolve(self):
+        for name, section in self.training.items():
+            if name not in self.models:
+                raise ValueError(f"training.{name}: no model named {name!r}; models: {', '.join(self.models)}")
+            if self.models[name].kind != "transformers":
+                raise ValueError(f"training.{name}: model {name!r} is {self.models[name].kind!r} and cannot be "
+                                 "trained; only transformers models can")
+            if section.role not in {a.role for a in self.agents.values() if a.model == name}:
+                raise ValueError(f"training.{name}.role: no agent of role {section.role!r} uses model {name!r}")
         for name, agent in self.agents.items():
             if agent.model not in self.models:
                 raise ValueError(

@@ -15,7 +15,7 @@ import time
 import traceback
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Protocol as Interface, Sequence
 
 from academe.agents.agent import AgentSpec
 from academe.agents.records import Prompt, Reply, Task
@@ -50,11 +50,24 @@ class Progress:
     errors: int = 0
     messages: int = 0
     completion_tokens: int = 0
+    status: str = ""  # what a hook is doing, e.g. "training smollm2 step 3/20, loss 1.2"
     started: float = field(default_factory=time.perf_counter)
 
     @property
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
+
+
+class Hook(Interface):
+    """Work the runner starts between steps (a training phase, say): ``due`` is asked after every
+    finished episode. A hook that ``pauses`` stops new batches from the moment it is due until its
+    ``run`` returns; others run while episodes go on."""
+
+    pauses: bool
+
+    def due(self, finished: int) -> bool: ...
+
+    async def run(self, runner: "Runner") -> None: ...
 
 
 @dataclass(frozen=True)
@@ -78,6 +91,7 @@ class Runner:
         max_batch: dict[str, int] | None = None,
         max_attempts: int = 3,
         on_progress: Callable[[Progress], None] | None = None,
+        hooks: Sequence[Hook] = (),
     ):
         protocol.check_bindings({a.role: a.name for a in agents.values()})
         self.protocol, self.options, self.pool, self.log = protocol, options, pool, log
@@ -86,6 +100,7 @@ class Runner:
         self.max_batch = max_batch or {}
         self.max_attempts = max_attempts
         self.on_progress = on_progress or (lambda progress: None)
+        self.hooks = list(hooks)
 
     # ---- public ----
     def run(self, tasks: Sequence[Task], restored: dict[int, Episode] | None = None,
@@ -107,6 +122,9 @@ class Runner:
         self.tasks = tasks
         self.pending: list[int] = []  # stepped episodes whose records are not yet durable
         self.failure: BaseException | None = None
+        self.gate = asyncio.Event()  # cleared while a hook has paused the simulation
+        self.gate.set()
+        self.hook_tasks: dict[int, asyncio.Task] = {}
         for episode in restored.values():
             self.episodes[episode.id] = episode
             self._enqueue(episode)
@@ -115,6 +133,8 @@ class Runner:
         workers = [asyncio.create_task(self._serve(m)) for m in self.queues]
         try:
             await self.all_done.wait()
+            while self.hook_tasks and self.failure is None:  # let a phase that just started finish
+                await asyncio.gather(*self.hook_tasks.values())
         finally:
             for worker in workers:
                 worker.cancel()
@@ -155,6 +175,9 @@ class Runner:
                 wakeup.clear()
                 await wakeup.wait()
                 continue
+            if not self.gate.is_set():
+                await self.gate.wait()
+                continue
             batch = [queue.popleft() for _ in range(min(limit, len(queue)))]
             started = time.time()
             replies = await self._generate(model, [r.prompt for r in batch])
@@ -187,8 +210,41 @@ class Runner:
         records = [self._step(episode) for episode in complete]
         self.log.append(records)  # durable before any of these steps counts as done
         self._admit()
+        self._start_due_hooks()
         self.on_progress(self.progress)
         self._check_all_done()
+
+    # ---- hooks ----
+    def pause(self) -> None:
+        """Stop sending new batches (those in flight still finish)."""
+        self.gate.clear()
+
+    def resume(self) -> None:
+        self.gate.set()
+
+    def report(self, status: str) -> None:
+        self.progress.status = status
+        self.on_progress(self.progress)
+
+    def _start_due_hooks(self) -> None:
+        for i, hook in enumerate(self.hooks):
+            if i not in self.hook_tasks and hook.due(self.progress.done):
+                if hook.pauses:
+                    self.pause()  # now, before any worker takes another batch
+                self.hook_tasks[i] = asyncio.create_task(self._run_hook(i, hook))
+
+    async def _run_hook(self, i: int, hook: Hook) -> None:
+        try:
+            await hook.run(self)
+        except Exception as exc:  # a hook that breaks stops the run; what is logged stays
+            self.failure = exc
+            self.all_done.set()
+        finally:
+            del self.hook_tasks[i]
+            if not any(self.hooks[j].pauses for j in self.hook_tasks):
+                self.resume()
+            self.report("")
+            self._start_due_hooks()  # episodes may have finished meanwhile
 
     def _step(self, episode: Episode) -> dict:
         replies = [episode.replies[i][0] for i in range(len(episode.asks))]

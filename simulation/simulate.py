@@ -6,6 +6,7 @@ actor ever receives the config tree.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from contextlib import contextmanager
@@ -22,19 +23,18 @@ from academe.protocols import get_protocol
 from academe.protocols.engine import Options, Outcome, Protocol, ProtocolError
 from academe.protocols.tasks import TaskFileError, generate_word_problems, load_hf_dataset, load_task_file
 from academe.simulation.actors import ModelPool
-from academe.simulation.config import ConfigError, SimulationConfig, describe, dump_config, load_config
+from academe.simulation.config import ConfigError, SimulationConfig, TaskSection, describe, dump_config, load_config
 from academe.simulation.log import DialogueLog, read_steps
 from academe.simulation.runner import Episode, Progress, Runner
 
 CONFIG_FILE, SUMMARY_FILE = "config.yaml", "summary.json"
 
 
-def select_tasks(config: SimulationConfig) -> list[Task]:
-    """The task of each episode, in episode order (a source shorter than the run is cycled)."""
-    t, n = config.tasks, config.run.episodes
+def select_tasks(t: TaskSection, n: int, run_seed: int) -> list[Task]:
+    """``n`` tasks in episode order (a source shorter than that is cycled)."""
     if t.source == "generated":
-        return generate_word_problems(n + t.offset, steps=t.steps, max_value=t.max_value,
-                                      seed=config.run.seed)[t.offset:]
+        seed = run_seed if t.seed is None else t.seed
+        return generate_word_problems(n + t.offset, steps=t.steps, max_value=t.max_value, seed=seed)[t.offset:]
     pool = load_task_file(t.path) if t.source == "file" else load_hf_dataset(t.path, t.split, t.hf_config)
     return [pool[(t.offset + i) % len(pool)] for i in range(n)]
 
@@ -103,7 +103,12 @@ def plan(config: SimulationConfig) -> Plan:
         agents = config.agent_specs()
         protocol.check_bindings({a.role: a.name for a in agents.values()})
         options = protocol.parse_options(config.protocol.options)
-        return Plan(protocol, options, agents, select_tasks(config))
+        for model, section in config.training.items():
+            try:
+                protocol.training_for(section.role, section.kind)
+            except ProtocolError as exc:
+                raise ConfigError(f"training.{model}: {exc}") from None
+        return Plan(protocol, options, agents, select_tasks(config.tasks, config.run.episodes, config.run.seed))
     except ValidationError as exc:
         raise ConfigError(describe(exc, "protocol.options")) from None
     except (ProtocolError, TaskFileError) as exc:
@@ -118,15 +123,26 @@ def execute(config: SimulationConfig, checked: Plan, run_dir: Path,
         pool = ModelPool(config.models, use_ray=config.ray.enabled)
         placement = pool.describe()
         try:
-            runner = Runner(checked.protocol, checked.options, checked.agents, pool, DialogueLog(run_dir), run_id=run_dir.name,
-                            seed=config.run.seed, concurrency=config.run.concurrency,
+            hooks = training_hooks(config, checked, run_dir)
+            for hook in hooks:  # restore and publish the last checkpoint, or measure the untrained model
+                asyncio.run(hook.start(pool, len(finished)))
+            runner = Runner(checked.protocol, checked.options, checked.agents, pool, DialogueLog(run_dir),
+                            run_id=run_dir.name, seed=config.run.seed, concurrency=config.run.concurrency,
                             max_batch={n: m.max_batch_size for n, m in config.models.items()},
-                            on_progress=on_progress)
+                            on_progress=on_progress, hooks=hooks)
             outcomes = runner.run(checked.tasks, restored=restored, finished=finished)
         finally:
             pool.shutdown()
-    summary = summarize(outcomes, runner.progress, time.perf_counter() - started)
+    wall = time.perf_counter() - started
+    summary = summarize(outcomes, runner.progress, wall)
     summary["models"] = placement
+    if hooks:
+        from academe.trainers.plot import plot_training
+
+        summary["training"] = [hook.summary() for hook in hooks]
+        summary["training_s"] = round(sum(hook.training_s for hook in hooks), 2)
+        summary["simulating_s"] = round(wall - summary["training_s"], 2)
+        summary["learning_curve"] = str(plot_training(summary["training"], run_dir / "learning_curve.png"))
     (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -137,6 +153,30 @@ def prepare_run_dir(config: SimulationConfig) -> Path:
     run_dir.mkdir(parents=True)
     (run_dir / CONFIG_FILE).write_text(dump_config(config))
     return run_dir
+
+
+def training_hooks(config: SimulationConfig, checked: Plan, run_dir: Path) -> list:
+    """One scheduled trainer per ``training`` entry (trainers are imported only when asked for)."""
+    if not config.training:
+        return []
+    from academe.trainers.schedule import Evaluation, ScheduledTraining
+
+    evaluation = None
+    if config.evaluation is not None:
+        role = config.evaluation.role
+        agent = next((a for a in checked.agents.values() if a.role == role), None)
+        if agent is None:
+            raise ConfigError(f"evaluation.role: no agent has role {role!r}")
+        seen = {t.question for t in checked.tasks}
+        held_out = [t for t in select_tasks(config.evaluation.tasks, config.evaluation.count, config.run.seed)
+                    if t.question not in seen]
+        if not held_out:
+            raise ConfigError("evaluation.tasks: every held-out task also appears in the run; pick other tasks")
+        evaluation = Evaluation(agent, checked.protocol, checked.options, held_out)
+    return [ScheduledTraining(model, section, config.models[model], checked.protocol, run_dir,
+                              use_ray=config.ray.enabled,
+                              evaluation=evaluation if evaluation and evaluation.agent.model == model else None)
+            for model, section in config.training.items()]
 
 
 def start_run(config: SimulationConfig, on_progress=None) -> tuple[Path, dict]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from academe.agents.records import ChatMessage, Record
-from academe.protocols.engine import SFT, Distill, Preference, Protocol, TrainSpec
+from academe.protocols.engine import SFT, Distill, Preference, TrainSpec
 
 
 class SFTExample(Record):
@@ -117,17 +117,6 @@ def build(records: Sequence[dict], spec: TrainSpec, where: LogFilter = LogFilter
     if isinstance(spec, Preference):
         return preference_pairs(records, spec, where)
     return distill_examples(records, spec, where)
-
-
-def spec_for(protocol: Protocol, role: str, kind: str | None = None) -> TrainSpec:
-    """The protocol's training declaration for ``role`` (the one of ``kind`` if it has several)."""
-    matches = [s for s in protocol.train if (s.student if isinstance(s, Distill) else s.role) == role
-               and (kind is None or s.kind == kind)]
-    if not matches:
-        declared = ", ".join(f"{s.kind} for {getattr(s, 'role', getattr(s, 'student', '?'))}" for s in protocol.train)
-        raise ValueError(f"protocol {protocol.name!r} declares no training data for role {role!r}"
-                         f"{f' of kind {kind!r}' if kind else ''}; it declares: {declared or 'nothing'}")
-    return matches[0]
 
 
 def chat_row(example: SFTExample | PreferencePair) -> dict:

@@ -16,29 +16,14 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 import torch
-from pydantic import Field
-
 from academe.agents.backends.base import ModelSpec
 from academe.agents.models import local_folder
 from academe.agents.records import Record
+from academe.simulation.config import TrainSettings
 from academe.trainers.data import PreferencePair, SFTExample
 from academe.trainers.losses import collate, dpo_loss, encode, sft_loss, target_logprobs
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-
-class TrainSettings(Record):
-    mode: Literal["lora", "full"] = "lora"
-    lr: float = Field(5e-4, gt=0, le=1.0)
-    batch_size: int = Field(8, ge=1, le=1024)
-    steps: int = Field(20, ge=1, le=1_000_000, description="optimizer steps per training phase")
-    max_seq_len: int = Field(512, ge=16, le=32_768)
-    lora_r: int = Field(16, ge=1, le=1024)
-    lora_alpha: int = Field(32, ge=1)
-    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    dpo_beta: float = Field(0.1, gt=0.0)
-    weight_decay: float = Field(0.0, ge=0.0)
-    seed: int = 0
 
 
 class PhaseReport(Record):
@@ -96,6 +81,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.params, lr=settings.lr, weight_decay=settings.weight_decay)
         self.version = 0
         self.rng = random.Random(settings.seed)
+        self.live = {"phase": None, "step": 0, "steps": 0, "loss": None, "samples_per_s": 0.0}
 
     # ---- training ----
     def train_sft(self, examples: Sequence[SFTExample], steps: int | None = None) -> PhaseReport:
@@ -151,6 +137,9 @@ class Trainer:
                 self.optimizer.step()
                 losses.append(loss.item())
                 tokens += n_tokens
+                elapsed = time.perf_counter() - start
+                self.live = {"phase": kind, "step": len(losses), "steps": steps, "loss": losses[-1],
+                             "samples_per_s": len(losses) * len(batch) / elapsed}
                 if margin is not None:
                     margins.append(margin)
         except (torch.OutOfMemoryError, RuntimeError) as exc:
@@ -159,6 +148,7 @@ class Trainer:
                                  f"kept version {self.version}") from None
         finally:
             self.model.eval()
+            self.live = dict(self.live, phase=None)
         seconds = time.perf_counter() - start
         self.version += 1
         return PhaseReport(version=self.version, kind=kind, examples=len(items), steps=steps, losses=tuple(losses),
@@ -190,6 +180,10 @@ class Trainer:
             rejected = collate([encode(self.tokenizer, p.messages, p.rejected, max_len) for p in pairs], self._pad, self.device)
             return float((target_logprobs(self.model, chosen)[0] - target_logprobs(self.model, rejected)[0]).mean())
 
+    def status(self) -> dict:
+        """The running phase's step, loss and samples/s (polled by the driver while it trains)."""
+        return dict(self.live, version=self.version)
+
     # ---- publication ----
     def weights(self, what: Literal["full", "adapter"]) -> dict[str, torch.Tensor]:
         """What receivers load: the LoRA adapter only, or full weights (LoRA merged in)."""
@@ -215,6 +209,12 @@ class Trainer:
             if "lora_" not in name and clean not in state:
                 state[clean] = tensor.detach().cpu().clone()
         return state
+
+    def publish_to(self, receivers: dict, what: str, timeout_s: float):
+        """Publish this trainer's current version to model actors (from inside the trainer actor)."""
+        from academe.trainers.publish import publish
+
+        return publish(receivers, self.weights(what), self.version, what, self.lora_settings(), timeout_s)
 
     def lora_settings(self) -> dict | None:
         """The adapter's shape, for receivers that wrap their model to load adapters."""

@@ -1,0 +1,35 @@
+"""Held-out accuracy: a role answers each held-out task's opening prompt, unaided and greedy."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from academe.agents.agent import AgentSpec
+from academe.agents.records import Sampling, Task
+from academe.protocols.engine import Next, Options, Protocol
+from academe.protocols.grading import is_correct
+from academe.simulation.actors import ModelPool
+
+
+def opening_prompts(protocol: Protocol, options: Options, agent: AgentSpec, tasks: Sequence[Task]):
+    """The prompt the protocol opens each episode with, as ``agent`` would get it, made greedy."""
+    greedy = agent.replace(sampling=Sampling(temperature=0.0, max_new_tokens=agent.sampling.max_new_tokens))
+    prompts = []
+    for task in tasks:
+        first = protocol.begin(task, options)
+        if not isinstance(first, Next) or protocol.role_of(first.phase) != agent.role:
+            raise ValueError(f"protocol {protocol.name!r} does not open with the {agent.role!r} role; "
+                             "held-out evaluation asks the opening question of that role")
+        prompts.append(greedy.prompt(first.prompts[0], seed=0, task=task))
+    return prompts
+
+
+async def accuracy(pool: ModelPool, agent: AgentSpec, protocol: Protocol, options: Options,
+                   tasks: Sequence[Task], batch: int = 32) -> tuple[float, int]:
+    """(share of tasks answered correctly, model version that answered)."""
+    prompts = opening_prompts(protocol, options, agent, tasks)
+    replies = []
+    for i in range(0, len(prompts), batch):
+        replies += await pool.generate(agent.model, prompts[i:i + batch])
+    right = sum(is_correct(r.text, t.answer) for r, t in zip(replies, tasks))
+    return right / len(tasks), replies[-1].model_version

@@ -1,0 +1,38 @@
+"""The learning curve of a run with training: held-out accuracy per version, and the loss per step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def plot_training(summaries: list[dict], path: str | Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    for s in summaries:
+        if s["accuracy"]:
+            versions, shares = zip(*s["accuracy"])
+            acc_ax.plot(versions, [100 * a for a in shares], marker="o", label=s["model"])
+            for v, a in s["accuracy"]:
+                acc_ax.annotate(f"{100 * a:.0f}%", (v, 100 * a), textcoords="offset points", xytext=(0, 6),
+                                ha="center", fontsize=8)
+        losses = [loss for phase in s["phases"] if phase["event"] == "trained" for loss in phase["losses"]]
+        loss_ax.plot(range(1, len(losses) + 1), losses, label=s["model"])
+        step = 0
+        for phase in s["phases"]:
+            if phase["event"] == "trained":
+                step += phase["steps"]
+                loss_ax.axvline(step + 0.5, color="grey", lw=0.5, ls=":")
+    acc_ax.set(xlabel="model version (0 = before training)", ylabel="held-out accuracy (%)",
+               title="held-out accuracy, greedy, unaided")
+    loss_ax.set(xlabel="optimizer step (dotted: end of a phase)", ylabel="training loss", title="training loss")
+    for axis in (acc_ax, loss_ax):
+        axis.grid(alpha=0.3)
+        axis.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
