@@ -21,7 +21,7 @@ class ModelServer:
     """Hosts one backend; answers whole batches and swaps weights between batches."""
 
     def __init__(self, spec: ModelSpec, threads: int | None = None):
-        threads = threads or max(1, int(spec.num_cpus))
+        threads = threads or spec.threads or max(1, int(spec.num_cpus))
         # Ray sets OMP_NUM_THREADS=1 in actors; give torch the CPUs this actor was granted.
         os.environ["OMP_NUM_THREADS"] = str(threads)
         if spec.kind == "transformers":

@@ -75,6 +75,15 @@ def _live_run(action, quiet: bool):
         return action(lambda p: live.update(progress_line(p)))
 
 
+def _guarded(action, run_dir: Path):
+    """Run ``action``; if the disk fills or the log cannot be written, say so and how to go on."""
+    try:
+        return action()
+    except OSError as exc:
+        _fail(f"the run stopped: {exc}. Everything logged before this is kept in {run_dir}; "
+              f"fix the cause (e.g. free disk space), then: academe resume {run_dir}")
+
+
 def _fail(message: str) -> None:
     console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(2)
@@ -99,7 +108,8 @@ def run(
     run_dir = prepare_run_dir(cfg)
     console.print(f"running [bold]{cfg.run.episodes}[/] episodes of [bold]{cfg.protocol.name}[/] "
                   f"({cfg.run.concurrency} at once) with agents {', '.join(cfg.agents)} into {run_dir}")
-    summary = _live_run(lambda on_progress: execute(cfg, checked, run_dir, on_progress), quiet)
+    summary = _guarded(lambda: _live_run(lambda on_progress: execute(cfg, checked, run_dir, on_progress), quiet),
+                       run_dir)
     console.print(summary_table(summary, run_dir))
     console.print(f"replay a dialogue: academe replay {run_dir} --episode 0")
 
@@ -111,7 +121,7 @@ def resume(run_dir: Path = typer.Argument(..., help="the run folder of a run tha
     from academe.simulation.simulate import resume_run
 
     try:
-        summary = _live_run(lambda on_progress: resume_run(run_dir, on_progress), quiet)
+        summary = _guarded(lambda: _live_run(lambda on_progress: resume_run(run_dir, on_progress), quiet), run_dir)
     except (FileNotFoundError, ConfigError) as exc:
         _fail(str(exc))
     console.print(summary_table(summary, run_dir))

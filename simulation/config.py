@@ -83,6 +83,7 @@ class TrainingSection(Record):
     min_examples: int = Field(1, ge=1, description="skip a phase with fewer examples than this")
     num_cpus: float = Field(1.0, ge=0)
     num_gpus: float = Field(0.0, ge=0)
+    threads: int | None = Field(None, ge=1, description="torch threads of the trainer (default: num_cpus)")
     settings: TrainSettings = TrainSettings()
 
 

@@ -155,7 +155,7 @@ class Runner:
             except Exception as exc:
                 first = self._failed(EpisodeState(task=task), exc)
             records.append(self._advance(episode_id, START, -1, [], first))
-        self.log.append([r for r in records if r])
+        self.log.append(records)
         self._dispatch_pending()
 
     async def _serve(self, model: str) -> None:

@@ -120,6 +120,7 @@ def execute(config: SimulationConfig, checked: Plan, run_dir: Path,
     restored, finished = restore(checked.protocol, run_dir) if resume else ({}, {})
     started = time.perf_counter()
     with ray_session(config):
+        check_resources(config)
         pool = ModelPool(config.models, use_ray=config.ray.enabled)
         placement = pool.describe()
         try:
@@ -153,6 +154,22 @@ def prepare_run_dir(config: SimulationConfig) -> Path:
     run_dir.mkdir(parents=True)
     (run_dir / CONFIG_FILE).write_text(dump_config(config))
     return run_dir
+
+
+def check_resources(config: SimulationConfig) -> None:
+    """Refuse a run whose actors cannot all be placed at once (it would wait forever)."""
+    if not config.ray.enabled:
+        return
+    import ray
+
+    total = ray.cluster_resources()
+    for resource, key in (("CPU", "num_cpus"), ("GPU", "num_gpus")):
+        wanted = sum(getattr(m, key) for m in config.models.values()) + sum(
+            getattr(t, key) for t in config.training.values())
+        if wanted > total.get(resource, 0) + 1e-9:
+            raise ConfigError(f"the models and trainers ask for {wanted:g} {resource}s in all (models.*.{key}, "
+                              f"training.*.{key}) but the Ray cluster has {total.get(resource, 0):g}; lower them "
+                              "(threads: sets torch threads apart from the reservation) or add nodes")
 
 
 def training_hooks(config: SimulationConfig, checked: Plan, run_dir: Path) -> list:

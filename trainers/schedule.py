@@ -54,9 +54,9 @@ class ScheduledTraining:
 
             actor = ray.remote(Trainer).options(num_cpus=section.num_cpus, num_gpus=section.num_gpus,
                                                 max_concurrency=2)  # a second thread answers status()
-            self.trainer = actor.remote(spec, section.settings)
+            self.trainer = actor.remote(spec, section.settings, section.threads)
         else:
-            self.trainer = Trainer(spec, section.settings)
+            self.trainer = Trainer(spec, section.settings, section.threads)
         self.version = 0
         self.pauses = section.wait
         self.next_at = section.every_episodes

@@ -55,7 +55,7 @@ class Trainer:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        threads = threads or max(1, int(model.num_cpus))
+        threads = threads or model.threads or max(1, int(model.num_cpus))
         os.environ["OMP_NUM_THREADS"] = str(threads)
         torch.set_num_threads(threads)  # Ray sets one thread in actors
         torch.manual_seed(settings.seed)

@@ -49,6 +49,7 @@ class ModelSpec(Record):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     num_cpus: float = Field(1.0, ge=0.0, le=1024)
     num_gpus: float = Field(0.0, ge=0.0, le=64)
+    threads: int | None = Field(None, ge=1, le=1024, description="torch threads (default: num_cpus)")
     max_batch_size: int = Field(32, ge=1, le=4096)
 
     @model_validator(mode="before")
