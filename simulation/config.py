@@ -41,6 +41,7 @@ class TaskSection(Record):
     max_value: int = Field(20, ge=2, le=1_000_000, description="generated: size of the numbers")
     offset: int = Field(0, ge=0, description="skip this many tasks from the start of the source")
     seed: int | None = Field(None, ge=0, description="generated: problem seed (default: the run seed)")
+    limit: int | None = Field(None, ge=1, description="use only this many tasks, cycled over the episodes")
 
     @model_validator(mode="after")
     def _path_when_needed(self):

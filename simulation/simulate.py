@@ -31,12 +31,17 @@ CONFIG_FILE, SUMMARY_FILE = "config.yaml", "summary.json"
 
 
 def select_tasks(t: TaskSection, n: int, run_seed: int) -> list[Task]:
-    """``n`` tasks in episode order (a source shorter than that is cycled)."""
+    """``n`` tasks in episode order (a source shorter than that, or ``limit``, is cycled)."""
     if t.source == "generated":
         seed = run_seed if t.seed is None else t.seed
-        return generate_word_problems(n + t.offset, steps=t.steps, max_value=t.max_value, seed=seed)[t.offset:]
-    pool = load_task_file(t.path) if t.source == "file" else load_hf_dataset(t.path, t.split, t.hf_config)
-    return [pool[(t.offset + i) % len(pool)] for i in range(n)]
+        pool = generate_word_problems(min(n, t.limit or n) + t.offset, steps=t.steps, max_value=t.max_value,
+                                      seed=seed)[t.offset:]
+    else:
+        source = load_task_file(t.path) if t.source == "file" else load_hf_dataset(t.path, t.split, t.hf_config)
+        pool = source[t.offset:][: t.limit]
+        if not pool:
+            raise ConfigError(f"tasks.offset {t.offset} skips all {len(source)} tasks of {t.path}")
+    return [pool[i % len(pool)] for i in range(n)]
 
 
 def new_run_dir(config: SimulationConfig) -> Path:
