@@ -83,3 +83,14 @@ def test_missing_task_file_fails_before_anything_starts(tmp_path):
                               "--set", "ray.enabled=false", "--set", f"run.out_dir={tmp_path}/runs"])
     assert result.exit_code == 2 and "x.jsonl' does not exist" in result.output
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("name", ["socratic-llm-teacher-gsm8k.yaml", "learn-socratic.yaml"])
+def test_example_configs_are_valid(name, monkeypatch):
+    from pathlib import Path
+
+    from academe.simulation.simulate import plan
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)  # their task paths are relative to the project root, where users run them
+    checked = plan(load_config(root / "configs" / name))
+    assert checked.tasks and checked.protocol.name == "socratic"

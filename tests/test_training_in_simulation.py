@@ -100,3 +100,18 @@ def test_untrainable_model_and_undeclared_role_are_refused_at_config_time(tmp_pa
     raw["training"]["tiny"]["kind"] = "preference"
     with pytest.raises(ConfigError, match="declares no training data for role 'student' of kind 'preference'"):
         plan(parse_config(raw))
+
+
+def test_a_phase_with_no_data_is_skipped_with_a_reason_and_the_run_goes_on(ray_local, tmp_path, tiny_model):
+    # Socratic trains only on solved episodes; a tiny random student solves none.
+    cfg = config(tmp_path, tiny_model).model_dump(mode="json")
+    cfg["protocol"] = {"name": "socratic", "options": {"max_student_turns": 2}}
+    cfg["models"]["oracle"] = {"kind": "scripted", "path": "academe.protocols.oracles:socratic_teacher", "num_cpus": 0}
+    cfg["agents"]["teacher"] = {"role": "teacher", "model": "oracle"}
+    cfg["evaluation"] = None
+    run_dir, summary = start_run(parse_config(cfg))
+    assert summary["episodes"] == 12 and summary["errors"] == 0
+    (training,) = summary["training"]
+    assert training["versions"] == []
+    skipped = [p for p in training["phases"] if p["event"] == "skipped"]
+    assert len(skipped) == 3 and "0 example(s) from the log (need 1); kept version 0" in skipped[0]["reason"]

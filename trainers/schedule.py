@@ -93,12 +93,13 @@ class ScheduledTraining:
             self.training_s += time.perf_counter() - started
 
     async def _phase(self, runner: Runner) -> None:
+        episodes = runner.progress.done  # the phase trains on what was logged by now
         records = await asyncio.to_thread(lambda: list(read_steps(self.run_dir)))
         staleness = self.section.max_staleness
         where = LogFilter(min_version=None if staleness is None else max(0, self.version - staleness))
         examples = build(records, self.declaration, where)
         if len(examples) < self.section.min_examples:
-            self._record({"version": self.version, "event": "skipped", "episodes": runner.progress.done,
+            self._record({"version": self.version, "event": "skipped", "episodes": episodes,
                           "reason": f"{len(examples)} example(s) from the log (need {self.section.min_examples}); "
                                     f"kept version {self.version}"})
             return
@@ -111,7 +112,7 @@ class ScheduledTraining:
         self.version = report.version
         checkpoint = await self._call("save", self.checkpoints)
         publication = await self._publish(runner.pool)
-        entry = {"version": self.version, "event": "trained", "episodes": runner.progress.done,
+        entry = {"version": self.version, "event": "trained", "episodes": episodes,
                  "started": self.phase_started, "ended": time.time(),
                  "kind": report.kind, "examples": report.examples, "steps": report.steps,
                  "loss_first": report.losses[0], "loss_last": report.losses[-1], "losses": list(report.losses),
