@@ -5,8 +5,9 @@
 Full weights (all 272 tensors, fp32) and a LoRA adapter (r=16, all projections) are published to
 1, 2 and 4 model actors that each serve SmolLM2: one put into the object store, one load call per
 receiver, every acknowledgement awaited. The baseline is a put and a get of the same dict in this
-process. Ratio = publication / baseline (the protocol's overhead; the receivers also copy the
-tensors into their models, which the baseline does not).
+process, twice: as torch tensors (what a plain ray.put of a state dict does: pickled, copied) and
+as numpy arrays (the wire format publication uses, read without a copy). Ratios = publication /
+baseline; the receivers also copy the tensors into their models, which the baselines do not.
 """
 
 import argparse
@@ -19,7 +20,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 import ray
 
 from academe.agents import ModelSpec
-from academe.simulation.actors import ModelPool
+from academe.simulation.actors import ModelPool, to_wire
 from academe.simulation.config import TrainSettings
 from academe.trainers.publish import publish
 from academe.trainers.trainer import Trainer
@@ -43,10 +44,13 @@ def main():
     trainer = Trainer(ModelSpec(path="smollm2"), TrainSettings(mode="lora", lora_r=16), threads=2)
     payloads = {"full": trainer.weights("full"), "adapter": trainer.weights("adapter")}
     lora = trainer.lora_settings()
-    print(f"{'what':<8} {'tensors':>7} {'MB':>7} {'receivers':>9} {'publish s':>10} {'put+get s':>10} {'ratio':>6}")
+    print(f"{'what':<8} {'tensors':>7} {'MB':>7} {'receivers':>9} {'publish s':>10} {'put+get torch':>14} "
+          f"{'ratio':>6} {'put+get numpy':>14} {'ratio':>6}")
     for what, weights in payloads.items():
         mb = sum(t.numel() * t.element_size() for t in weights.values()) / 2**20
         baseline = median_time(lambda: ray.get(ray.put(weights)), args.repeats)
+        as_numpy = to_wire(weights)
+        numpy_baseline = median_time(lambda: ray.get(ray.put(as_numpy)), args.repeats)
         for n in args.receivers:
             pool = ModelPool({f"r{i}": ModelSpec(path="smollm2", num_cpus=1, threads=1) for i in range(n)})
             version = iter(range(1, 1000))
@@ -54,7 +58,8 @@ def main():
             report = send()  # warm-up (the first adapter also wraps each model with peft)
             assert report.ok, report.failed
             took = median_time(lambda: send(), args.repeats)
-            print(f"{what:<8} {len(weights):>7} {mb:>7.1f} {n:>9} {took:>10.3f} {baseline:>10.3f} {took / baseline:>6.2f}")
+            print(f"{what:<8} {len(weights):>7} {mb:>7.1f} {n:>9} {took:>10.3f} {baseline:>14.3f} "
+                  f"{took / baseline:>6.2f} {numpy_baseline:>14.3f} {took / numpy_baseline:>6.2f}")
             pool.shutdown()
     ray.shutdown()
 

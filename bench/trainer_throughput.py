@@ -5,7 +5,8 @@
 Examples are real: GSM8K questions with their worked answers as targets (read by path from
 ../shared/data). The trainer runs as a Ray actor with 2 torch threads; the plain loop runs in this
 process with 2 threads, on the same batches in the same order, with HF's built-in loss (labels,
-prompt tokens masked), AdamW and gradient clipping. The two never run at the same time.
+prompt tokens masked), AdamW, gradient clipping and the same gradient checkpointing. The two never
+run at the same time.
 """
 
 import argparse
@@ -62,6 +63,8 @@ def plain_loop(settings: TrainSettings, data: list[SFTExample], steps: int) -> f
     folder = local_folder("smollm2")
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    if settings.gradient_checkpointing:  # the same memory setting as the trainer
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if settings.mode == "lora":
         from peft import LoraConfig, get_peft_model
 

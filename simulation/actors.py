@@ -17,6 +17,27 @@ from academe.agents.backends.base import ModelSpec, load_backend
 from academe.agents.records import Prompt, Reply
 
 
+def to_wire(state: dict) -> dict:
+    """Tensors as numpy arrays where possible: Ray's object store hands numpy arrays to receivers
+    without a copy (torch tensors are pickled and copied)."""
+    import torch
+
+    numpy_dtypes = (torch.float32, torch.float16, torch.float64, torch.int64, torch.int32)
+    return {k: v.detach().cpu().contiguous().numpy() if v.dtype in numpy_dtypes else v for k, v in state.items()}
+
+
+def from_wire(state: dict) -> dict:
+    """The inverse of ``to_wire``; arrays stay read-only views, as the model copies them anyway."""
+    import warnings
+
+    import numpy as np
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # read-only arrays from the object store
+        return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in state.items()}
+
+
 class ModelServer:
     """Hosts one backend; answers whole batches and swaps weights between batches."""
 
@@ -54,12 +75,12 @@ class ModelServer:
 
     def load_state_dict(self, state: dict, version: int) -> int:
         """Swap weights; returns the new version as the acknowledgement."""
-        self._trainable().load_state_dict(state, version)
+        self._trainable().load_state_dict(from_wire(state), version)
         return version
 
     def load_adapter(self, adapter: dict, lora: dict, version: int) -> int:
         """Load a LoRA adapter over the base weights; returns the new version as the acknowledgement."""
-        self._trainable().load_adapter(adapter, lora, version)
+        self._trainable().load_adapter(from_wire(adapter), lora, version)
         return version
 
     def _trainable(self):

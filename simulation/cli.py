@@ -60,7 +60,8 @@ def summary_table(summary: dict, run_dir: Path) -> Table:
             if p.get("publish_failed"):
                 table.add_row("[red]publication failed[/]", escape(str(p["publish_failed"])))
     if "training_s" in summary:
-        table.add_row("time training / simulating", f"{summary['training_s']} s / {summary['simulating_s']} s")
+        table.add_row("time in training phases / simulating",
+                      f"{summary['training_s']} s / {summary['simulating_s']} s (phases: train, checkpoint, publish, evaluate)")
         table.add_row("learning curve", summary["learning_curve"])
     if summary["errors"]:
         table.add_row("[red]episodes with errors[/]", f"{summary['errors']}: {summary['first_error']}")

@@ -68,6 +68,8 @@ class TrainSettings(Record):
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     dpo_beta: float = Field(0.1, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
+    gradient_checkpointing: bool = Field(True, description="recompute activations in the backward pass: about "
+                                         "half the memory (SmolLM2, batch 8 x 384 tokens: 5.6 GB instead of 10.6)")
     seed: int = 0
 
 

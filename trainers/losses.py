@@ -45,12 +45,18 @@ def collate(pairs: Sequence[tuple[list[int], list[int]]], pad_id: int, device) -
 
 
 def target_logprobs(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sum of log-probabilities of each row's target tokens, and the number of target tokens."""
+    """Sum of log-probabilities of each row's target tokens, and the number of target tokens.
+
+    Only the positions that predict a target token go through the softmax: the prompt's positions
+    would cost a vocabulary-sized row each for nothing.
+    """
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
     labels = batch["labels"][:, 1:]
     scored = labels != IGNORE
-    logps = torch.gather(F.log_softmax(logits.float(), dim=-1), 2, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return (logps * scored).sum(-1), scored.sum(-1)
+    rows = torch.arange(labels.shape[0], device=labels.device).unsqueeze(1).expand_as(labels)[scored]
+    token_logps = -F.cross_entropy(logits[scored].float(), labels[scored], reduction="none")
+    sums = torch.zeros(labels.shape[0], device=labels.device, dtype=token_logps.dtype).index_add(0, rows, token_logps)
+    return sums, scored.sum(-1)
 
 
 def sft_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:

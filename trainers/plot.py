@@ -16,6 +16,7 @@ def plot_training(summaries: list[dict], path: str | Path) -> Path:
         if s["accuracy"]:
             versions, shares = zip(*s["accuracy"])
             acc_ax.plot(versions, [100 * a for a in shares], marker="o", label=s["model"])
+            acc_ax.set_xticks(versions)
             for v, a in s["accuracy"]:
                 acc_ax.annotate(f"{100 * a:.0f}%", (v, 100 * a), textcoords="offset points", xytext=(0, 6),
                                 ha="center", fontsize=8)

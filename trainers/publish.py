@@ -12,6 +12,7 @@ import time
 from typing import Literal
 
 from academe.agents.records import Record
+from academe.simulation.actors import to_wire
 
 What = Literal["full", "adapter"]
 
@@ -34,7 +35,7 @@ def publish(receivers: dict[str, object], weights: dict, version: int, what: Wha
     import ray
 
     start = time.perf_counter()
-    ref = ray.put(weights)  # once, whatever the number of receivers; no per-parameter calls
+    ref = ray.put(to_wire(weights))  # once, whatever the number of receivers; no per-parameter calls
     calls = {name: (actor.load_adapter.remote(ref, lora, version) if what == "adapter"
                     else actor.load_state_dict.remote(ref, version)) for name, actor in receivers.items()}
     ready, _ = ray.wait(list(calls.values()), num_returns=len(calls), timeout=timeout_s)

@@ -67,6 +67,9 @@ class Trainer:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         base = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(self.device)
         self.base_config = base.config.to_dict()
+        if settings.gradient_checkpointing:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            base.config.use_cache = False
         if settings.mode == "lora":
             from peft import LoraConfig, get_peft_model
 
@@ -204,9 +207,11 @@ class Trainer:
         for name, module in base.named_modules():
             if hasattr(module, "get_delta_weight") and "default" in getattr(module, "lora_A", {}):
                 state[f"{name}.weight"] = (module.base_layer.weight + module.get_delta_weight("default")).detach().cpu()
+        seen = {t.data_ptr() for t in state.values()}
         for name, tensor in base.state_dict().items():
             clean = name.replace(".base_layer", "")
-            if "lora_" not in name and clean not in state:
+            if "lora_" not in name and clean not in state and tensor.data_ptr() not in seen:
+                seen.add(tensor.data_ptr())  # tied weights (embeddings and output head) travel once
                 state[clean] = tensor.detach().cpu().clone()
         return state
 
