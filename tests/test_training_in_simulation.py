@@ -115,3 +115,38 @@ def test_a_phase_with_no_data_is_skipped_with_a_reason_and_the_run_goes_on(ray_l
     assert training["versions"] == []
     skipped = [p for p in training["phases"] if p["event"] == "skipped"]
     assert len(skipped) == 3 and "0 example(s) from the log (need 1); kept version 0" in skipped[0]["reason"]
+
+
+def test_a_trainer_that_dies_mid_phase_keeps_the_last_good_version(ray_local, tmp_path, tiny_model, with_drill):
+    """Ray's memory monitor kills a trainer process that uses too much memory; here the test does
+    the same (SIGKILL) while the trainer runs its second phase."""
+    import signal
+    import threading
+    import time
+
+    import psutil
+
+    killed = []
+
+    def kill_during_second_phase():
+        deadline = time.time() + 120
+        while time.time() < deadline and not killed:
+            phases = [p.read_text() for p in tmp_path.glob("*/training.jsonl")]
+            if phases and phases[0].count('"trained"') == 1:
+                for process in psutil.process_iter(["cmdline"]):
+                    if "ray::Trainer.train_sft" in " ".join(process.info["cmdline"] or []):
+                        process.send_signal(signal.SIGKILL)
+                        killed.append(process.pid)
+            time.sleep(0.02)
+
+    cfg = config(tmp_path, tiny_model)
+    slow = cfg.training["tiny"].replace(settings=cfg.training["tiny"].settings.replace(steps=60))
+    watcher = threading.Thread(target=kill_during_second_phase, daemon=True)
+    watcher.start()
+    run_dir, summary = start_run(cfg.replace(training={"tiny": slow}, evaluation=None))
+    assert killed
+    (training,) = summary["training"]
+    events = [(p["event"], p["version"]) for p in training["phases"]]
+    assert events == [("trained", 1), ("failed", 1), ("trained", 2)]
+    assert "the trainer died" in training["phases"][1]["reason"] and "kept version 1" in training["phases"][1]["reason"]
+    assert summary["episodes"] == 12 and summary["errors"] == 0

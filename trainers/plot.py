@@ -32,7 +32,8 @@ def plot_training(summaries: list[dict], path: str | Path) -> Path:
     loss_ax.set(xlabel="optimizer step (dotted: end of a phase)", ylabel="training loss", title="training loss")
     for axis in (acc_ax, loss_ax):
         axis.grid(alpha=0.3)
-        axis.legend()
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

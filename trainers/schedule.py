@@ -49,19 +49,30 @@ class ScheduledTraining:
         self.evaluation, self.use_ray = evaluation, use_ray
         self.history_file = self.run_dir / PHASES_FILE
         self.history = [json.loads(line) for line in open(self.history_file)] if self.history_file.exists() else []
-        if use_ray:
-            import ray
-
-            actor = ray.remote(Trainer).options(num_cpus=section.num_cpus, num_gpus=section.num_gpus,
-                                                max_concurrency=2)  # a second thread answers status()
-            self.trainer = actor.remote(spec, section.settings, section.threads)
-        else:
-            self.trainer = Trainer(spec, section.settings, section.threads)
+        self.spec = spec
+        self.trainer = self._new_trainer()
         self.version = 0
         self.pauses = section.wait
         self.next_at = section.every_episodes
         self.training_s = 0.0
         self.phase_started = 0.0
+
+    def _new_trainer(self):
+        if not self.use_ray:
+            return Trainer(self.spec, self.section.settings, self.section.threads)
+        import ray
+
+        actor = ray.remote(Trainer).options(num_cpus=self.section.num_cpus, num_gpus=self.section.num_gpus,
+                                            max_concurrency=2)  # a second thread answers status()
+        return actor.remote(self.spec, self.section.settings, self.section.threads)
+
+    async def _replace_trainer(self) -> None:
+        """After the trainer actor died (e.g. killed for using too much memory): a new one, at the
+        last good checkpoint."""
+        self.trainer = self._new_trainer()
+        checkpoint = latest_checkpoint(self.checkpoints)
+        if checkpoint is not None:
+            await self._call("load", checkpoint)
 
     async def _call(self, method: str, *args):
         if self.use_ray:
@@ -109,6 +120,12 @@ class ScheduledTraining:
         except TrainingFailed as exc:
             self._record({"version": self.version, "event": "failed", "reason": str(exc)})
             return
+        except Exception as exc:  # the trainer actor itself died
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+            self._record({"version": self.version, "event": "failed",
+                          "reason": f"the trainer died ({reason}); kept version {self.version}, started a new trainer"})
+            await self._replace_trainer()
+            return
         self.version = report.version
         checkpoint = await self._call("save", self.checkpoints)
         publication = await self._publish(runner.pool)
@@ -130,6 +147,8 @@ class ScheduledTraining:
         task = asyncio.ensure_future(call)
         while not task.done():
             await asyncio.wait([task], timeout=1.0)
+            if task.done():
+                break
             status = await self._call("status")
             if status["phase"]:
                 runner.report(f"training {self.model} v{status['version'] + 1}: step {status['step']}/"
