@@ -22,7 +22,6 @@ import torch
 
 from academe.agents import ModelSpec
 from academe.protocols import user
-from academe.protocols.tasks import load_task_file
 from academe.simulation.config import TrainSettings
 from academe.trainers.data import SFTExample
 from academe.trainers.losses import collate, encode

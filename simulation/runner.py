@@ -19,7 +19,7 @@ from typing import Callable, Protocol as Interface, Sequence
 
 from academe.agents.agent import AgentSpec
 from academe.agents.records import Prompt, Reply, Task
-from academe.protocols.engine import START, Done, EpisodeState, Next, Options, Outcome, Protocol, Step
+from academe.protocols.engine import START, Done, EpisodeState, Options, Outcome, Protocol, Step
 from academe.simulation.actors import ModelPool
 from academe.simulation.log import DialogueLog
 

@@ -1,6 +1,5 @@
 """The transformers and scripted backends, on a tiny random model saved to disk."""
 
-from pathlib import Path
 
 import pytest
 

@@ -7,7 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
 
 from academe.simulation.config import dump_config
 from academe.simulation.log import read_steps

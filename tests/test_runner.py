@@ -2,7 +2,6 @@
 
 import collections
 
-import pytest
 
 from academe.simulation.log import read_messages, read_steps
 from academe.simulation.simulate import start_run

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 import torch
 
-from academe.agents import ChatMessage, ModelSpec, Prompt, Sampling
+from academe.agents import ModelSpec, Prompt, Sampling
 from academe.protocols import user
 from academe.simulation.actors import ModelPool, ModelServer
 from academe.trainers.data import PreferencePair, SFTExample

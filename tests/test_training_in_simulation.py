@@ -1,10 +1,9 @@
 """Training inside a running simulation (tiny models): phases, versions in the log, checkpoints, resume."""
 
-import json
 
 import pytest
 
-from academe.agents import Reply, Task
+from academe.agents import Reply
 from academe.protocols import PROTOCOLS, SFT, Done, EpisodeState, Phase, Protocol, ask, user
 from academe.protocols.grading import is_correct
 from academe.simulation.config import ConfigError, parse_config
