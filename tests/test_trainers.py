@@ -140,3 +140,13 @@ def test_a_dead_or_busy_receiver_is_reported_not_waited_for(ray_local, tiny_mode
     finally:
         pool.servers.pop("dead")
         pool.shutdown()
+
+
+def test_in_process_publication_acknowledges_and_names_what_cannot_receive(tiny_model):
+    from academe.trainers.publish import publish_local
+
+    receiver = ModelServer(ModelSpec(path=str(tiny_model)))
+    scripted = ModelServer(ModelSpec(kind="scripted", path="academe.protocols.oracles:socratic_teacher"))
+    report = publish_local({"tiny": receiver, "oracle": scripted}, receiver.backend.state_dict(), 3)
+    assert report.acknowledged == ("tiny",) and receiver.version() == 3
+    assert report.failed == {"oracle": "TypeError: model 'scripted:socratic_teacher' cannot receive weights"}

@@ -45,15 +45,7 @@ def publish(receivers: dict[str, object], weights: dict, version: int, what: Wha
         if call not in ready:
             failed[name] = f"no acknowledgement within {timeout_s:g} s"
             continue
-        try:
-            answer = ray.get(call)
-        except Exception as exc:
-            failed[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
-            continue
-        if answer == version:
-            acknowledged.append(name)
-        else:
-            failed[name] = f"acknowledged version {answer!r}, expected {version}"
+        _judge(name, lambda: ray.get(call), version, acknowledged, failed)
     return PublishReport(version=version, what=what, acknowledged=tuple(acknowledged), failed=failed,
                          seconds=time.perf_counter() - start)
 
@@ -64,14 +56,21 @@ def publish_local(receivers: dict[str, object], weights: dict, version: int, wha
     start = time.perf_counter()
     acknowledged, failed = [], {}
     for name, server in receivers.items():
-        try:
-            answer = (server.load_adapter(weights, lora, version) if what == "adapter"
-                      else server.load_state_dict(weights, version))
-            if answer == version:
-                acknowledged.append(name)
-            else:
-                failed[name] = f"acknowledged version {answer!r}, expected {version}"
-        except Exception as exc:
-            failed[name] = f"{type(exc).__name__}: {exc}"
+        load = (lambda: server.load_adapter(weights, lora, version)) if what == "adapter" else (
+            lambda: server.load_state_dict(weights, version))
+        _judge(name, load, version, acknowledged, failed)
     return PublishReport(version=version, what=what, acknowledged=tuple(acknowledged), failed=failed,
                          seconds=time.perf_counter() - start)
+
+
+def _judge(name: str, answer_of, version: int, acknowledged: list, failed: dict) -> None:
+    """File a receiver under acknowledged (it answered with the new version) or failed (why not)."""
+    try:
+        answer = answer_of()
+    except Exception as exc:
+        failed[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+        return
+    if answer == version:
+        acknowledged.append(name)
+    else:
+        failed[name] = f"acknowledged version {answer!r}, expected {version}"

@@ -87,14 +87,15 @@ class Trainer:
         self.live = {"phase": None, "step": 0, "steps": 0, "loss": None, "samples_per_s": 0.0}
 
     # ---- training ----
+    def _encode(self, messages, target: str) -> tuple[list[int], list[int]]:
+        return encode(self.tokenizer, messages, target, self.settings.max_seq_len)
+
     def train_sft(self, examples: Sequence[SFTExample], steps: int | None = None) -> PhaseReport:
-        encoded = [encode(self.tokenizer, e.messages, e.target, self.settings.max_seq_len) for e in examples]
+        encoded = [self._encode(e.messages, e.target) for e in examples]
         return self._phase("sft", encoded, steps or self.settings.steps, self._sft_step)
 
     def train_dpo(self, pairs: Sequence[PreferencePair], steps: int | None = None) -> PhaseReport:
-        max_len = self.settings.max_seq_len
-        encoded = [(encode(self.tokenizer, p.messages, p.chosen, max_len),
-                    encode(self.tokenizer, p.messages, p.rejected, max_len)) for p in pairs]
+        encoded = [(self._encode(p.messages, p.chosen), self._encode(p.messages, p.rejected)) for p in pairs]
         with torch.no_grad():  # the reference policy is the model as this phase starts
             self.model.eval()
             reference = [tuple(target_logprobs(self.model, collate([side], self._pad, self.device))[0].item()
@@ -171,16 +172,15 @@ class Trainer:
 
     def loss_on(self, examples: Sequence[SFTExample]) -> float:
         """SFT loss on these examples without training (for checks and reports)."""
-        encoded = [encode(self.tokenizer, e.messages, e.target, self.settings.max_seq_len) for e in examples]
+        encoded = [self._encode(e.messages, e.target) for e in examples]
         with torch.no_grad():
             return float(sft_loss(self.model, collate(encoded, self._pad, self.device)))
 
     def margin_on(self, pairs: Sequence[PreferencePair]) -> float:
         """Mean log-probability margin of chosen over rejected replies under the current weights."""
-        max_len = self.settings.max_seq_len
         with torch.no_grad():
-            chosen = collate([encode(self.tokenizer, p.messages, p.chosen, max_len) for p in pairs], self._pad, self.device)
-            rejected = collate([encode(self.tokenizer, p.messages, p.rejected, max_len) for p in pairs], self._pad, self.device)
+            chosen = collate([self._encode(p.messages, p.chosen) for p in pairs], self._pad, self.device)
+            rejected = collate([self._encode(p.messages, p.rejected) for p in pairs], self._pad, self.device)
             return float((target_logprobs(self.model, chosen)[0] - target_logprobs(self.model, rejected)[0]).mean())
 
     def status(self) -> dict:
