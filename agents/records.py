@@ -48,19 +48,46 @@ class Sampling(Record):
 
 
 class SubStep(Record):
-    """One reference sub-question of a worked solution and its numeric answer."""
+    """One reference sub-question of a worked solution and its answer, as written."""
 
     question: str
     answer: str
 
 
+class Provenance(Record):
+    """Where a task made during a run came from: the round, the task and episode it was made
+    from, and the agent and model version that wrote it."""
+
+    round: int = Field(ge=0)
+    parent: str = Field(description="id of the task it was made from (e.g. the one the solver failed)")
+    episode: int = Field(ge=0)
+    agent: str
+    model: str
+    model_version: int = Field(ge=0)
+
+
 class Task(Record):
-    """A problem with its reference answer; oracle agents may also use the reference steps."""
+    """A problem and how replies to it are judged.
+
+    ``answer`` is the reference (``None``: an open instruction that a judge scores); ``grader``
+    names how a reply is compared with it (``numeric``, ``exact``, ``none``, or a function
+    ``module:function`` of ``(reply text, task)``). Oracle agents may also use the reference
+    ``steps`` and ``solution``. Numbers are kept as they were written ("6,000", not "6E+3").
+    """
 
     id: str = Field(min_length=1)
     question: str = Field(min_length=1)
-    answer: str = Field(min_length=1)
+    answer: str | None = Field(None, min_length=1)
     steps: tuple[SubStep, ...] = ()
+    solution: str | None = None
+    grader: str = Field("numeric", min_length=1)
+    origin: Provenance | None = None
+
+    def base(self) -> "Task":
+        """This task as a plain ``Task`` (protocols may extend it with fields of their own)."""
+        if type(self) is Task:
+            return self
+        return Task.model_validate({name: getattr(self, name) for name in Task.model_fields})
 
 
 class Prompt(Record):
@@ -105,3 +132,23 @@ class TurnId(Record):
     episode: EpisodeId
     step: StepIndex
     agent: AgentName
+
+
+class SFTExample(Record):
+    """A training target for a prompt; ``weight`` scales its loss (e.g. by how useful it was)."""
+
+    messages: tuple[ChatMessage, ...]
+    target: str
+    weight: float = Field(1.0, ge=0.0)
+    episode: int | None = None
+    step: int | None = None
+    model_version: int | None = None
+
+
+class PreferencePair(Record):
+    """Two replies to one prompt, the chosen one better than the rejected one."""
+
+    messages: tuple[ChatMessage, ...]
+    chosen: str
+    rejected: str
+    task: str = ""

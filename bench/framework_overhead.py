@@ -26,7 +26,7 @@ from academe.protocols.socratic import TutoringOptions
 from academe.protocols.tasks import generate_word_problems
 from academe.simulation.actors import ModelPool
 from academe.simulation.log import DialogueLog
-from academe.simulation.runner import Runner
+from academe.simulation.runner import Batch, Runner
 
 MODELS = {"student": ModelSpec(kind="scripted", path="academe.protocols.oracles:guessing_student",
                                num_cpus=0, max_batch_size=4096),
@@ -61,11 +61,13 @@ class PeakRSS:
 def one(size: int, pool: ModelPool) -> None:
     tasks = generate_word_problems(size, steps=2, seed=size)
     with tempfile.TemporaryDirectory() as out:
-        runner = Runner(socratic, TutoringOptions(max_student_turns=4), AGENTS, pool, DialogueLog(Path(out)),
-                        run_id="bench", concurrency=size, max_batch={"student": 4096, "teacher": 4096})
+        runner = Runner(pool, DialogueLog(Path(out)), run_id="bench", concurrency=size,
+                        max_batch={"student": 4096, "teacher": 4096})
+        batch = Batch(socratic, TutoringOptions(max_student_turns=4), {a.role: (a,) for a in AGENTS.values()},
+                      dict(enumerate(tasks)))
         with PeakRSS() as memory:
             start = time.perf_counter()
-            runner.run(tasks)
+            runner.run(batch)
             wall = time.perf_counter() - start
         log_mb = sum(p.stat().st_size for p in (Path(out) / "log").iterdir()) / 2**20
     messages = runner.progress.messages

@@ -29,7 +29,7 @@ from academe.protocols.socratic import TutoringOptions
 from academe.protocols.tasks import generate_word_problems
 from academe.simulation.actors import ModelPool, ModelServer
 from academe.simulation.log import DialogueLog, read_steps
-from academe.simulation.runner import Runner
+from academe.simulation.runner import Batch, Runner
 
 
 def simulate(model_path: str, concurrency: int, new_tokens: int, turns: int, out: Path):
@@ -41,11 +41,13 @@ def simulate(model_path: str, concurrency: int, new_tokens: int, turns: int, out
     pool = ModelPool(models)
     warm_up = agents["student"].prompt([user("Hello")], seed=0)
     asyncio.run(pool.generate("student", [warm_up] * concurrency))  # the raw path is warmed up too
-    runner = Runner(socratic, TutoringOptions(max_student_turns=turns), agents, pool, DialogueLog(out),
-                    run_id="bench", concurrency=concurrency, max_batch={"student": concurrency})
+    runner = Runner(pool, DialogueLog(out), run_id="bench", concurrency=concurrency,
+                    max_batch={"student": concurrency})
     tasks = generate_word_problems(concurrency, steps=2, seed=1)
+    batch = Batch(socratic, TutoringOptions(max_student_turns=turns), {a.role: (a,) for a in agents.values()},
+                  dict(enumerate(tasks)))
     start = time.perf_counter()
-    runner.run(tasks)
+    runner.run(batch)
     wall = time.perf_counter() - start
     pool.shutdown()
     return wall
@@ -54,9 +56,9 @@ def simulate(model_path: str, concurrency: int, new_tokens: int, turns: int, out
 def student_batches(run_dir: Path) -> list[list[Prompt]]:
     batches = defaultdict(list)
     for record in read_steps(run_dir):
-        for turn in record["turns"]:
-            if turn["role"] == "student":
-                batches[turn["started"]].append(Prompt.model_validate(turn["prompt"]))
+        for turn in record.turns:
+            if turn.role == "student":
+                batches[turn.started].append(turn.prompt)
     return [batches[k] for k in sorted(batches)]
 
 

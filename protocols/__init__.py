@@ -1,24 +1,70 @@
-"""Interaction protocols: explicit episode state, phase graphs, pure step functions. No Ray, no torch."""
+"""Interaction protocols and round-level programs: explicit state, checked graphs, pure step
+functions. No Ray, no torch."""
+
+from __future__ import annotations
+
+import importlib
 
 from academe.protocols.engine import (
-    END, START, SFT, Distill, Done, EpisodeState, Next, Options, Outcome, Phase, Preference, Protocol,
-    ProtocolError, TransitionError, ask, assistant, system, user,
+    END, START, SFT, Answer, Ask, Distill, Done, EpisodeState, Next, Options, Outcome, Phase, Preference,
+    Protocol, ProtocolError, TransitionError, ask, assistant, system, user,
+)
+from academe.protocols.fine_tuning import fine_tuning
+from academe.protocols.program import (
+    Episodes, Evaluate, Evaluated, Program, ProgramState, RunEpisodes, Stage, Stop, Train, Trained,
 )
 from academe.protocols.socratic import socratic
+from academe.protocols.socratic_zero import attempts, make_problem, socratic_zero
 
-PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (socratic,)}
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (socratic, attempts, make_problem)}
+PROGRAMS: dict[str, Program] = {p.name: p for p in (socratic_zero, fine_tuning)}
+
+
+def _by_path(path: str, kind: type):
+    """A user's protocol or program named ``package.module:attribute``."""
+    module_name, _, attr = path.partition(":")
+    what = kind.__name__.lower()
+    if not module_name or not attr:
+        raise ProtocolError(f"{what} {path!r}: a {what} of your own is named 'package.module:attribute'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ProtocolError(f"{what} {path!r}: cannot import {module_name!r} ({exc}); is its folder on "
+                            "PYTHONPATH or installed?") from None
+    found = getattr(module, attr, None)
+    if not isinstance(found, kind):
+        got = "nothing" if found is None else f"a {type(found).__name__}"
+        raise ProtocolError(f"{what} {path!r}: {module_name}.{attr} is {got}, not a {kind.__name__}")
+    return found
 
 
 def get_protocol(name: str) -> Protocol:
-    """The name-to-protocol lookup behind the CLI and configs."""
+    """A built-in protocol by name, or a user's by module path (the lookup behind configs and the CLI)."""
+    if ":" in name:
+        return _by_path(name, Protocol)
     try:
         return PROTOCOLS[name]
     except KeyError:
-        raise ProtocolError(f"unknown protocol {name!r}; known: {', '.join(sorted(PROTOCOLS))}") from None
+        hint = f"; {name!r} is a program: use 'program:' in the config" if name in PROGRAMS else ""
+        raise ProtocolError(f"unknown protocol {name!r}; known: {', '.join(sorted(PROTOCOLS))}, or "
+                            f"'package.module:name' for one of your own{hint}") from None
+
+
+def get_program(name: str) -> Program:
+    """A built-in round-level program by name, or a user's by module path."""
+    if ":" in name:
+        return _by_path(name, Program)
+    try:
+        return PROGRAMS[name]
+    except KeyError:
+        hint = f"; {name!r} is a protocol: use 'protocol:' in the config" if name in PROTOCOLS else ""
+        raise ProtocolError(f"unknown program {name!r}; known: {', '.join(sorted(PROGRAMS))}, or "
+                            f"'package.module:name' for one of your own{hint}") from None
 
 
 __all__ = [
-    "END", "PROTOCOLS", "START", "SFT", "Distill", "Done", "EpisodeState", "Next", "Options", "Outcome",
-    "Phase", "Preference", "Protocol", "ProtocolError", "TransitionError", "ask", "assistant",
-    "get_protocol", "socratic", "system", "user",
+    "END", "PROGRAMS", "PROTOCOLS", "START", "SFT", "Answer", "Ask", "Distill", "Done", "EpisodeState", "Episodes",
+    "Evaluate", "Evaluated", "Next", "Options", "Outcome", "Phase", "Preference", "Program", "ProgramState",
+    "Protocol", "ProtocolError", "RunEpisodes", "Stage", "Stop", "Train", "Trained", "TransitionError", "ask",
+    "assistant", "get_program", "get_protocol", "socratic", "socratic_zero", "system", "user",
 ]

@@ -1,30 +1,31 @@
 """The protocol engine: explicit episode state, phases as a checked graph, pure step functions.
 
 A protocol is data plus pure functions. ``start(task, options)`` gives the first step; each phase
-names the role that speaks in it, the function that turns ``(state, replies)`` into the next step,
-and the phases it may lead to. A step is ``Next`` (new state, the next phase, the prompts for its
-role) or ``Done`` (final state and outcome). The runner owns Ray, batching, logging and resume, so a
-protocol file never touches them; because every state is a frozen, serialisable record, any episode
-can be checkpointed, resumed, forked and replayed at any step.
+names the role (or roles) that speak in it, the function that turns ``(state, answers)`` into the
+next step, and the phases it may lead to. A step is ``Next`` (new state, the next phase, the asks
+for it) or ``Done`` (final state and outcome). An ask goes to the agents playing a role: one seat
+by position or name, or every agent of the role; their answers come back in ask order, each with
+the agent that gave it. The runner owns Ray, batching, logging and resume, so a protocol file never
+touches them; because every state is a frozen, serialisable record, any episode can be
+checkpointed, resumed, forked and replayed at any step.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Mapping, NamedTuple, Sequence
 
 import networkx as nx
-from pydantic import Field, SerializeAsAny
+from pydantic import Field, SerializeAsAny, model_validator
 
 from academe.agents.records import ChatMessage, Record, Reply, Task
-
-START, END = "<start>", "<end>"
+from academe.protocols.graph import END, START, check_edge, check_flow, draw, flow_graph
 
 
 class EpisodeState(Record):
     """Base of every protocol's episode state: the task and anything needed to continue."""
 
-    task: Task
+    task: SerializeAsAny[Task]
 
 
 class Options(Record):
@@ -32,21 +33,63 @@ class Options(Record):
 
 
 class Outcome(Record):
-    """How an episode ended: success, a score, rewards per role, and protocol metrics."""
+    """How an episode ended. ``solved`` and ``score`` stay ``None`` where they do not apply (an
+    open instruction with no reference, a turn that wrote a new problem)."""
 
-    solved: bool
-    score: float = 0.0
+    solved: bool | None = None
+    score: float | None = None
     rewards: dict[str, float] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
     error: str | None = None
 
 
+class Ask(Record):
+    """One prompt for the agents playing ``role`` (default: the phase's role).
+
+    ``seat`` (position among the role's agents, in config order) or ``agent`` (a name) picks one;
+    with neither, every agent playing the role answers it, in seat order.
+    """
+
+    messages: tuple[ChatMessage, ...] = Field(min_length=1)
+    role: str | None = None
+    seat: int | None = Field(None, ge=0)
+    agent: str | None = None
+
+    @model_validator(mode="after")
+    def _one_address(self):
+        if self.seat is not None and self.agent is not None:
+            raise ValueError("an ask names a seat or an agent, not both")
+        return self
+
+
+class Answer(Record):
+    """What came back for one ask: the reply and who gave it."""
+
+    role: str
+    seat: int
+    agent: str
+    reply: Reply
+
+    @property
+    def text(self) -> str:
+        return self.reply.text
+
+
+class Seat(NamedTuple):
+    role: str
+    seat: int
+    agent: str
+
+
+Cast = Mapping[str, Sequence[str]]  # role -> the names of the agents playing it, in seat order
+
+
 class Next(Record):
-    """Continue: ``phase`` is next, and its role answers each of ``prompts`` (one turn each)."""
+    """Continue: ``phase`` is next, and each of ``asks`` is answered by the agents it addresses."""
 
     state: SerializeAsAny[EpisodeState]
     phase: str
-    prompts: tuple[tuple[ChatMessage, ...], ...] = Field(min_length=1)
+    asks: tuple[Ask, ...] = Field(min_length=1)
     notes: dict[str, str] = Field(default_factory=dict)
 
 
@@ -62,8 +105,8 @@ Step = Next | Done
 
 
 def ask(phase: str, state: EpisodeState, *messages: ChatMessage, notes: dict | None = None) -> Next:
-    """One prompt for the role of ``phase``: the common case, spelled short."""
-    return Next(state=state, phase=phase, prompts=(tuple(messages),), notes=notes or {})
+    """One prompt for the phase's role: the common case, spelled short."""
+    return Next(state=state, phase=phase, asks=(Ask(messages=tuple(messages)),), notes=notes or {})
 
 
 def user(text: str) -> ChatMessage:
@@ -127,10 +170,14 @@ class TransitionError(RuntimeError):
 
 @dataclass(frozen=True)
 class Phase:
-    role: str
-    on_reply: Callable[[Any, tuple[Reply, ...]], Step]
+    role: str | tuple[str, ...]
+    on_reply: Callable[[Any, tuple[Answer, ...]], Step]
     then: tuple[str, ...]
     doc: str = ""
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return (self.role,) if isinstance(self.role, str) else tuple(self.role)
 
 
 @dataclass(frozen=True)
@@ -144,40 +191,76 @@ class Protocol:
     options: type[Options] = Options
     train: tuple[TrainSpec, ...] = ()
     description: str = ""
+    task: type[Task] = Task  # what one episode is given: a Task, or a protocol's own kind of task
     graph: nx.DiGraph = field(init=False, compare=False, repr=False)
 
     def __post_init__(self):
-        object.__setattr__(self, "graph", phase_graph(self))
+        then = {phase: spec.then for phase, spec in self.phases.items()}
+        labels = {phase: ", ".join(spec.roles) for phase, spec in self.phases.items()}
+        object.__setattr__(self, "graph", flow_graph(self.first, then, labels))
         validate(self)
 
     # -- running --
     def begin(self, task: Task, options: Options | None = None) -> Step:
+        if not isinstance(task, self.task):
+            raise TransitionError(f"protocol {self.name!r} runs on {self.task.__name__} tasks; "
+                                  f"got a {type(task).__name__} ({task.id!r})")
         step = self.start(task, options if options is not None else self.options())
         self._check(START, step)
         return step
 
-    def step(self, phase: str, state: EpisodeState, replies: Sequence[Reply]) -> Step:
+    def step(self, phase: str, state: EpisodeState, answers: Sequence[Answer]) -> Step:
         if phase not in self.phases:
             raise TransitionError(f"protocol {self.name!r} has no phase {phase!r}")
-        nxt = self.phases[phase].on_reply(state, tuple(replies))
+        nxt = self.phases[phase].on_reply(state, tuple(answers))
         self._check(phase, nxt)
         return nxt
 
     def _check(self, source: str, step: Step) -> None:
+        if not isinstance(step, (Next, Done)):
+            raise TransitionError(f"protocol {self.name!r}: phase {source!r} returned a {type(step).__name__}, "
+                                  "not a Next or a Done")
         target = END if isinstance(step, Done) else step.phase
-        if not self.graph.has_edge(source, target):
-            allowed = ", ".join(sorted(self.graph.successors(source)))
-            raise TransitionError(
-                f"protocol {self.name!r}: phase {source!r} went to {target!r}; allowed: {allowed}"
-            )
+        check_edge("phase", self.name, self.graph, source, target, TransitionError)
         if not isinstance(step.state, self.state):
             raise TransitionError(
                 f"protocol {self.name!r}: phase {source!r} returned a {type(step.state).__name__}, "
                 f"not a {self.state.__name__}"
             )
+        if isinstance(step, Next):
+            speakers = self.phases[step.phase].roles
+            for a in step.asks:
+                if a.role is None and len(speakers) > 1:
+                    raise TransitionError(f"protocol {self.name!r}: phase {step.phase!r} is spoken by "
+                                          f"{', '.join(speakers)}; each ask must name its role")
+                if a.role is not None and a.role not in speakers:
+                    raise TransitionError(f"protocol {self.name!r}: an ask to role {a.role!r} in phase "
+                                          f"{step.phase!r}, which is spoken by {', '.join(speakers)}")
 
-    def role_of(self, phase: str) -> str:
-        return self.phases[phase].role
+    def seats(self, step: Next, cast: Cast) -> list[tuple[Ask, Seat]]:
+        """Every (ask, agent seat) the step addresses, in ask order (an ask to a whole role
+        fans out in seat order)."""
+        default = self.phases[step.phase].roles[0]
+        out = []
+        for a in step.asks:
+            role = a.role or default
+            agents = list(cast.get(role, ()))
+            if a.agent is not None:
+                if a.agent not in agents:
+                    raise TransitionError(f"protocol {self.name!r}: ask to agent {a.agent!r}, who does not play "
+                                          f"{role!r} (its agents: {', '.join(agents) or 'none'})")
+                out.append((a, Seat(role, agents.index(a.agent), a.agent)))
+            elif a.seat is not None:
+                if a.seat >= len(agents):
+                    raise TransitionError(f"protocol {self.name!r}: ask to seat {a.seat} of role {role!r}, "
+                                          f"which has {len(agents)} agent(s)")
+                out.append((a, Seat(role, a.seat, agents[a.seat])))
+            else:
+                out.extend((a, Seat(role, i, agent)) for i, agent in enumerate(agents))
+        return out
+
+    def speakers(self, phase: str) -> tuple[str, ...]:
+        return self.phases[phase].roles
 
     def parse_options(self, raw: dict | None) -> Options:
         return self.options.model_validate(raw or {})
@@ -194,52 +277,33 @@ class Protocol:
                                 f"{f' of kind {kind!r}' if kind else ''}; it declares: {declared}")
         return matches[0]
 
-    def check_bindings(self, bound: dict[str, str]) -> None:
-        """Every role bound to an agent, and no binding for a role the protocol lacks."""
-        missing = [r for r in self.roles if r not in bound]
-        unknown = [r for r in bound if r not in self.roles]
-        if missing:
-            raise ProtocolError(
-                f"protocol {self.name!r}: role(s) {', '.join(missing)} have no agent; "
-                f"bind each of {', '.join(self.roles)} to an agent"
-            )
-        if unknown:
-            raise ProtocolError(
-                f"protocol {self.name!r} has no role(s) {', '.join(unknown)}; "
-                f"its roles are {', '.join(self.roles)}"
-            )
+    def check_bindings(self, cast: Cast) -> None:
+        """Every role played by at least one agent, and no agent for a role the protocol lacks."""
+        check_cast(f"protocol {self.name!r}", self.roles, cast)
+
+    def draw(self, path: str) -> str:
+        return draw(self.graph, f"protocol {self.name}", path)
 
 
-def phase_graph(protocol: Protocol) -> nx.DiGraph:
-    graph = nx.DiGraph()
-    graph.add_nodes_from([START, END])
-    for phase, spec in protocol.phases.items():
-        graph.add_node(phase, role=spec.role)
-    graph.add_edges_from((START, p) for p in protocol.first)
-    for phase, spec in protocol.phases.items():
-        graph.add_edges_from((phase, target) for target in spec.then)
-    return graph
+def check_cast(what: str, roles: Sequence[str], cast: Cast) -> None:
+    missing = [r for r in roles if not cast.get(r)]
+    unknown = [r for r in cast if r not in roles]
+    if missing:
+        raise ProtocolError(f"{what}: role(s) {', '.join(missing)} have no agent; "
+                            f"bind each of {', '.join(roles)} to an agent")
+    if unknown:
+        raise ProtocolError(f"{what} has no role(s) {', '.join(unknown)}; its roles are {', '.join(roles)}")
 
 
 def validate(protocol: Protocol) -> None:
     """Refuse a protocol that could get stuck or that names what it does not define."""
-    name, graph = protocol.name, protocol.graph
-    known = set(protocol.phases) | {END}
-    for source, targets in [(START, protocol.first)] + [(p, s.then) for p, s in protocol.phases.items()]:
-        for target in targets:
-            if target not in known:
-                raise ProtocolError(f"protocol {name!r}: phase {source!r} leads to unknown phase {target!r}")
+    name = protocol.name
+    then = {phase: spec.then for phase, spec in protocol.phases.items()}
     for phase, spec in protocol.phases.items():
-        if spec.role not in protocol.roles:
-            raise ProtocolError(f"protocol {name!r}: phase {phase!r} is spoken by unknown role {spec.role!r}")
-    reachable = nx.descendants(graph, START)
-    unreachable = sorted(set(protocol.phases) - reachable)
-    if unreachable:
-        raise ProtocolError(f"protocol {name!r}: phase(s) {', '.join(unreachable)} cannot be reached from the start")
-    can_finish = nx.ancestors(graph, END)
-    stuck = sorted(set(protocol.phases) - can_finish)
-    if stuck:
-        raise ProtocolError(f"protocol {name!r}: from phase(s) {', '.join(stuck)} the episode can never end")
+        for role in spec.roles:
+            if role not in protocol.roles:
+                raise ProtocolError(f"protocol {name!r}: phase {phase!r} is spoken by unknown role {role!r}")
+    check_flow("phase", f"protocol {name}", protocol.first, then, protocol.graph, ProtocolError)
     for spec in protocol.train:
         roles = (spec.student, spec.teacher) if isinstance(spec, Distill) else (spec.role,)
         for role in roles:
@@ -248,24 +312,3 @@ def validate(protocol: Protocol) -> None:
         for phase in spec.phases:
             if phase not in protocol.phases:
                 raise ProtocolError(f"protocol {name!r}: training spec names unknown phase {phase!r}")
-
-
-def draw(protocol: Protocol, path: str) -> str:
-    """Write the phase graph as a picture (PNG/SVG by extension); returns the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    graph = protocol.graph
-    layout = nx.spring_layout(graph, seed=0)
-    labels = {n: n if n in (START, END) else f"{n}\n({graph.nodes[n]['role']})" for n in graph}
-    colors = ["#dddddd" if n in (START, END) else "#a6cee3" for n in graph]
-    fig, axis = plt.subplots(figsize=(6, 4))
-    nx.draw_networkx(graph, layout, ax=axis, labels=labels, node_color=colors, node_size=2600,
-                     font_size=8, arrowsize=16, connectionstyle="arc3,rad=0.12")
-    axis.set_title(f"protocol {protocol.name}")
-    axis.axis("off")
-    fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
-    return path

@@ -6,8 +6,11 @@ so it needs no hidden state and replays exactly.
 
 from __future__ import annotations
 
+import re
+
 from academe.agents.records import Prompt, SubStep
-from academe.protocols.grading import is_correct
+from academe.protocols.grading import grade, is_correct, numbers, to_number
+from academe.protocols.tasks import generate_word_problems
 
 MISSES_BEFORE_TELLING = 2
 
@@ -54,4 +57,39 @@ def guessing_student(prompt: Prompt) -> str:
     last = prompt.messages[-1].content
     target = next((s.answer for s in prompt.task.steps if s.question in last), prompt.task.answer)
     right = prompt.seed % 3 == 0
-    return f"I think the answer is {target if right else int(float(target)) + 1 + prompt.seed % 7}."
+    return f"I think the answer is {target if right else int(to_number(target)) + 1 + prompt.seed % 7}."
+
+
+_ATTEMPT = re.compile(r"<attempt>\n(.*)\n</attempt>", re.DOTALL)
+
+
+def quoted_attempt(prompt: Prompt) -> str:
+    """The attempt a Socratic-Zero teacher prompt quotes between <attempt> tags."""
+    found = _ATTEMPT.search(prompt.messages[-1].content)
+    if found is None:
+        raise ValueError("expected a prompt quoting an attempt between <attempt> tags")
+    return found.group(1)
+
+
+def verifier(prompt: Prompt) -> str:
+    """Grades the quoted attempt against the task's reference with the task's own grader."""
+    if prompt.task is None:
+        raise ValueError("verifier needs the task on the prompt")
+    right = grade(prompt.task, quoted_attempt(prompt))
+    return f"Verdict: {'correct' if right else 'incorrect'}"
+
+
+def problem_maker(prompt: Prompt) -> str:
+    """A new word problem near the failed one's difficulty: as many steps, numbers of about the
+    same size (the built-in generator, seeded by the prompt)."""
+    if prompt.task is None:
+        raise ValueError("problem_maker needs the failed task on the prompt")
+    steps = max(1, len(prompt.task.steps))
+    largest = max((abs(n) for n in numbers(prompt.task.question)), default=20)
+    (made,) = generate_word_problems(1, steps=steps, max_value=max(2, min(int(largest), 10**6)), seed=prompt.seed)
+    return f"Problem: {made.question}\nAnswer: {made.answer}"
+
+
+def socratic_zero_teacher(prompt: Prompt) -> str:
+    """The Socratic-Zero teacher as one scripted agent: verifies attempts, and makes new problems."""
+    return verifier(prompt) if "Verdict:" in prompt.messages[-1].content else problem_maker(prompt)

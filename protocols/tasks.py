@@ -14,32 +14,40 @@ from typing import Iterable
 from pydantic import ValidationError
 
 from academe.agents.records import SubStep, Task
-from academe.protocols.grading import numbers, to_number
+from academe.protocols.grading import CALCULATOR, check_task, number_texts
 
 
 class TaskFileError(ValueError):
     """A task file that cannot be read; the message names the file and line."""
 
 
-def parse_gsm8k(row: dict, task_id: str) -> Task:
-    """A GSM8K row (``question``, ``answer`` with ``####``) as a Task with its sub-steps."""
+def parse_gsm8k(row: dict, task_id: str, grader: str = "numeric") -> Task:
+    """A GSM8K row (``question``, ``answer`` with ``####``) as a Task with its sub-steps.
+
+    Every number stays as written in the file: a final answer of "6,000" is "6,000".
+    """
     if not isinstance(row, dict) or not {"question", "answer"} <= row.keys():
         got = sorted(row) if isinstance(row, dict) else type(row).__name__
         raise ValueError(f"expected fields 'question' and 'answer', got {got}")
     body, sep, final = str(row["answer"]).rpartition("####")
-    if not sep or to_number(final.strip()) is None:
+    written = number_texts(final)
+    if not sep or not written:
         raise ValueError("answer has no final '#### <number>' line")
-    steps = []
+    steps, worked = [], []
     for line in body.strip().splitlines():
         question, sep, work = line.partition(" ** ")
-        found = numbers(work)
+        found = number_texts(work)
         if sep and found:
-            steps.append(SubStep(question=question.strip(), answer=str(found[-1])))
-    return Task(id=str(row.get("id", task_id)), question=str(row["question"]).strip(),
-                answer=str(to_number(final.strip())), steps=tuple(steps))
+            steps.append(SubStep(question=question.strip(), answer=found[-1]))
+        worked.append(CALCULATOR.sub("", work if sep else line).strip())
+    solution = "\n".join(w for w in worked if w) + f"\nAnswer: {written[0]}"
+    task = Task(id=str(row.get("id", task_id)), question=str(row["question"]).strip(), answer=written[0],
+                steps=tuple(steps), solution=solution.strip(), grader=grader)
+    check_task(task)
+    return task
 
 
-def load_task_file(path: str | Path) -> list[Task]:
+def load_task_file(path: str | Path, grader: str = "numeric") -> list[Task]:
     """Tasks from a GSM8K-format JSONL or Parquet file; a bad row names its line."""
     path = Path(path)
     if not path.is_file():
@@ -55,7 +63,7 @@ def load_task_file(path: str | Path) -> list[Task]:
     tasks = []
     for line, row in rows:
         try:
-            tasks.append(parse_gsm8k(row, task_id=f"{path.stem}:{line}"))
+            tasks.append(parse_gsm8k(row, task_id=f"{path.stem}:{line}", grader=grader))
         except (ValueError, ValidationError) as exc:
             raise TaskFileError(f"{path}, line {line}: {exc}") from None
     if not tasks:
@@ -74,12 +82,13 @@ def _jsonl_rows(path: Path):
                 raise TaskFileError(f"{path}, line {line}: not valid JSON ({exc.msg})") from None
 
 
-def load_hf_dataset(name: str, split: str = "test", config: str | None = "socratic") -> list[Task]:
+def load_hf_dataset(name: str, split: str = "test", config: str | None = "socratic",
+                    grader: str = "numeric") -> list[Task]:
     """GSM8K-format rows from an HF dataset (needs the ``datasets`` package and a network)."""
     import datasets
 
     rows = datasets.load_dataset(name, config, split=split)
-    return [parse_gsm8k(row, task_id=f"{name}:{split}:{i}") for i, row in enumerate(rows)]
+    return [parse_gsm8k(row, task_id=f"{name}:{split}:{i}", grader=grader) for i, row in enumerate(rows)]
 
 
 NAMES = ("Mia", "Leo", "Ava", "Noah", "Zoe", "Omar", "Lina", "Sam", "Ivy", "Ben")
@@ -102,24 +111,27 @@ def _word_problem(rng: random.Random, steps: int, max_value: int, task_id: str) 
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
     total = rng.randint(2, max_value)
     story = [f"{name} has {total} {item}."]
-    sub_steps = []
+    sub_steps, worked = [], []
     for _ in range(steps):
         kind = rng.choice(("gain", "lose", "times") if total <= max_value else ("gain", "lose"))
+        before = total
         if kind == "gain" or total < 2:
             n = rng.randint(1, max_value)
             total += n
             story.append(f"Then {name} gets {n} more {item}.")
-            ask = f"How many {item} does {name} have after getting {n} more?"
+            ask, work = f"How many {item} does {name} have after getting {n} more?", f"{before} + {n} = {total}"
         elif kind == "lose":
             n = rng.randint(1, total - 1)
             total -= n
             story.append(f"Then {name} gives away {n} {item}.")
-            ask = f"How many {item} are left after giving away {n}?"
+            ask, work = f"How many {item} are left after giving away {n}?", f"{before} - {n} = {total}"
         else:
             n = rng.randint(2, 4)
             total *= n
             story.append(f"Then the number of {item} {name} has becomes {n} times as many.")
-            ask = f"How many {item} does {name} have after it becomes {n} times as many?"
+            ask, work = f"How many {item} does {name} have after it becomes {n} times as many?", f"{before} * {n} = {total}"
         sub_steps.append(SubStep(question=ask, answer=str(total)))
+        worked.append(f"{ask} {work}.")
     question = " ".join(story) + f" How many {item} does {name} have now?"
-    return Task(id=task_id, question=question, answer=str(total), steps=tuple(sub_steps))
+    solution = " ".join(worked) + f"\nAnswer: {total}"
+    return Task(id=task_id, question=question, answer=str(total), steps=tuple(sub_steps), solution=solution)

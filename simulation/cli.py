@@ -12,14 +12,15 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from academe.protocols import PROTOCOLS, ProtocolError, get_protocol
-from academe.protocols.engine import draw
+from academe.protocols import PROGRAMS, PROTOCOLS, ProtocolError, get_program, get_protocol
+from academe.protocols.program import Program
 from academe.simulation.config import ConfigError, load_config
 from academe.simulation.runner import Progress
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="academe: LLM agents that teach, question and learn from each other, on Ray.")
-protocols_app = typer.Typer(help="List interaction protocols, or show one.", invoke_without_command=True)
+protocols_app = typer.Typer(help="List interaction protocols and round-level programs, or show one.",
+                            invoke_without_command=True)
 app.add_typer(protocols_app, name="protocols")
 console = Console()
 
@@ -38,13 +39,12 @@ def progress_line(p: Progress) -> Table:
 
 def summary_table(summary: dict, run_dir: Path) -> Table:
     table = Table(title=f"run {run_dir.name}", show_header=False)
-    table.add_row("episodes", str(summary["episodes"]))
-    table.add_row("solved", f"{summary['solved']} ({summary['solve_rate']:.1%})")
-    for name, curve in summary["at_k"].items():
-        table.add_row(name, "  ".join(f"k={k}: {v:.1%}" for k, v in curve.items()))
-    for name, value in summary["metrics"].items():
-        table.add_row(f"mean {name}", f"{value:.2f}")
-    table.add_row("messages", f"{summary['messages_this_session']} ({summary['messages_per_s']}/s)")
+    if "program" in summary:
+        program_rows(table, summary)
+    else:
+        episode_rows(table, summary)
+    rate = f" ({summary['messages_per_s']}/s)" if "messages_per_s" in summary else ""
+    table.add_row("messages", f"{summary['messages_this_session']}{rate}")
     table.add_row("completion tokens", str(summary["completion_tokens_this_session"]))
     table.add_row("wall time", f"{summary['wall_s']} s")
     for training in summary.get("training", []):
@@ -61,12 +61,64 @@ def summary_table(summary: dict, run_dir: Path) -> Table:
                 table.add_row("[red]publication failed[/]", escape(str(p["publish_failed"])))
     if "training_s" in summary:
         table.add_row("time in training phases / simulating",
-                      f"{summary['training_s']} s / {summary['simulating_s']} s (phases: train, checkpoint, publish, evaluate)")
+                      f"{summary['training_s']} s / {summary['simulating_s']} s")
+    if summary.get("learning_curve"):
         table.add_row("learning curve", summary["learning_curve"])
-    if summary["errors"]:
-        table.add_row("[red]episodes with errors[/]", f"{summary['errors']}: {summary['first_error']}")
     table.add_row("run folder", str(run_dir))
     return table
+
+
+def percent(share: float | None) -> str:
+    return "-" if share is None else f"{share:.1%}"
+
+
+def episode_rows(table: Table, summary: dict) -> None:
+    table.add_row("episodes", str(summary["episodes"]))
+    if summary["judged"]:
+        table.add_row("solved", f"{summary['solved']} of {summary['judged']} ({percent(summary['solve_rate'])})")
+    if summary["mean_score"] is not None:
+        table.add_row("mean score", f"{summary['mean_score']:.3f}")
+    for name, curve in summary["at_k"].items():
+        table.add_row(name, "  ".join(f"k={k}: {v:.1%}" for k, v in curve.items()))
+    for name, value in summary["metrics"].items():
+        table.add_row(f"mean {name}", f"{value:.2f}")
+    if summary["errors"]:
+        table.add_row("[red]episodes with errors[/]", f"{summary['errors']}: {escape(summary['first_error'])}")
+
+
+def program_rows(table: Table, summary: dict) -> None:
+    table.add_row("program", f"{summary['program']}: {summary['rounds']} round(s), {summary['decisions']} decisions")
+    for name, e in summary["episodes"].items():
+        errors = f", [red]{e['errors']} with errors[/]" if e["errors"] else ""
+        score = f", mean score {e['mean_score']:.3f}" if e["mean_score"] is not None else ""
+        table.add_row(f"episodes of {name}", f"{e['episodes']}{score}{errors}")
+    for t in summary["trained"]:
+        what = (f"[yellow]skipped[/]: {escape(t['skipped'])}" if t["skipped"] else
+                f"v{t['version']}: loss {t['loss_first']:.3f}->{t['loss_last']:.3f}, {t['examples']} examples, "
+                f"{t['steps']} steps, {t['seconds']:.0f} s")
+        table.add_row(f"round {t['round']}: trained {t['role']} ({t['model']})", what)
+    for e in summary["evaluated"]:
+        table.add_row(f"round {e['round']}: held-out {e['role']}", f"v{e['version']}: {percent(e['accuracy'])} "
+                                                                   f"of {e['tasks']}")
+    for key, value in summary["result"].items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for i, entry in enumerate(value):
+                table.add_row(f"{key} {i}", escape(", ".join(f"{k}={shown(v)}" for k, v in entry.items())))
+        else:
+            table.add_row(key, escape(shown(value)))
+
+
+def shown(value) -> str:
+    """A summary value, short: shares and weights to 3 places, long lists by count and mean."""
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {shown(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list) and len(value) > 6 and all(isinstance(v, (int, float)) for v in value):
+        return f"{len(value)} values, mean {sum(value) / len(value):.3g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(shown(v) for v in value) + "]"
+    return str(value)
 
 
 def _live_run(action, quiet: bool):
@@ -107,8 +159,13 @@ def run(
     except ConfigError as exc:
         _fail(str(exc))
     run_dir = prepare_run_dir(cfg)
-    console.print(f"running [bold]{cfg.run.episodes}[/] episodes of [bold]{cfg.protocol.name}[/] "
-                  f"({cfg.run.concurrency} at once) with agents {', '.join(cfg.agents)} into {run_dir}")
+    agents = ", ".join(cfg.agent_specs())
+    if checked.program is not None:
+        console.print(f"running program [bold]{checked.name}[/] on {len(checked.tasks)} seed tasks with agents "
+                      f"{agents} into {run_dir}")
+    else:
+        console.print(f"running [bold]{cfg.run.episodes}[/] episodes of [bold]{checked.name}[/] "
+                      f"({cfg.run.concurrency} at once) with agents {agents} into {run_dir}")
     summary = _guarded(lambda: _live_run(lambda on_progress: execute(cfg, checked, run_dir, on_progress), quiet),
                        run_dir)
     console.print(summary_table(summary, run_dir))
@@ -142,29 +199,51 @@ def replay(run_dir: Path = typer.Argument(..., help="a run folder"),
 
 @protocols_app.callback()
 def protocols(ctx: typer.Context):
-    """List the protocols."""
+    """List the protocols and programs."""
     if ctx.invoked_subcommand is None:
         for protocol in PROTOCOLS.values():
-            console.print(f"[bold]{protocol.name}[/]  roles: {', '.join(protocol.roles)}  {protocol.description}")
+            console.print(f"protocol [bold]{protocol.name}[/]  roles: {', '.join(protocol.roles)}  {protocol.description}")
+        for program in PROGRAMS.values():
+            console.print(f"program  [bold]{program.name}[/]  roles: {', '.join(program.roles)}  {program.description}")
 
 
 @protocols_app.command("show")
-def show(name: str, picture: Path = typer.Option(None, help="where to write the phase graph (.png/.svg)")):
-    """Print a protocol's roles, phases, options and training data, and draw its phase graph."""
+def show(name: str = typer.Argument(..., help="a protocol or program: built-in name or 'package.module:name'"),
+         picture: Path = typer.Option(None, help="where to write the graph (.png/.svg)")):
+    """Print a protocol's roles, phases, options and training data, or a program's stages, and draw its graph."""
     try:
-        protocol = get_protocol(name)
+        found = get_program(name) if name in PROGRAMS or _is_program(name) else get_protocol(name)
     except ProtocolError as exc:
         _fail(str(exc))
-    console.print(f"[bold]{protocol.name}[/]: {protocol.description}")
-    console.print(f"roles: {', '.join(protocol.roles)}; first phase: {', '.join(protocol.first)}")
-    table = Table("phase", "spoken by", "leads to", "what happens")
-    for phase, spec in protocol.phases.items():
-        table.add_row(phase, spec.role, ", ".join(spec.then), spec.doc)
-    console.print(table)
-    options = protocol.options.model_json_schema().get("properties", {})
-    for option, schema in options.items():
+    kind = "program" if isinstance(found, Program) else "protocol"
+    console.print(f"{kind} [bold]{found.name}[/]: {found.description}")
+    console.print(f"roles: {', '.join(found.roles)}; first: {', '.join(found.first)}")
+    if isinstance(found, Program):
+        table = Table("stage", "leads to", "what it receives")
+        for stage, spec in found.stages.items():
+            table.add_row(stage, ", ".join(spec.then), spec.doc)
+        console.print(table)
+        console.print(f"episode protocols: {', '.join(found.protocols)}; trains: "
+                      f"{', '.join(f'{r} ({k})' for r, k in found.trains.items()) or 'nothing'}")
+    else:
+        table = Table("phase", "spoken by", "leads to", "what happens")
+        for phase, spec in found.phases.items():
+            table.add_row(phase, ", ".join(spec.roles), ", ".join(spec.then), spec.doc)
+        console.print(table)
+        for spec in found.train:
+            console.print(f"training data: {json.dumps(spec.model_dump())}")
+    for option, schema in found.options.model_json_schema().get("properties", {}).items():
         console.print(f"option {option} (default {schema.get('default')!r}): {schema.get('description', '')}")
-    for spec in protocol.train:
-        console.print(f"training data: {json.dumps(spec.model_dump())}")
-    path = draw(protocol, str(picture or f"{protocol.name}-phases.png"))
-    console.print(f"phase graph written to {path}")
+    path = found.draw(str(picture or f"{found.name}-{kind}.png"))
+    console.print(f"{kind} graph written to {path}")
+
+
+def _is_program(name: str) -> bool:
+    """A user's definition by module path is a program if it is a Program."""
+    if ":" not in name:
+        return False
+    try:
+        get_program(name)
+    except ProtocolError:
+        return False
+    return True

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationError, model_validator
 
 from academe.agents.agent import AgentSpec
 from academe.agents.backends.base import ModelSpec
@@ -28,7 +28,12 @@ class RunSection(Record):
 
 
 class ProtocolSection(Record):
-    name: str = "socratic"
+    name: str = Field("socratic", description="a built-in protocol, or one of yours as 'package.module:name'")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProgramSection(Record):
+    name: str = Field(description="a built-in round-level program, or one of yours as 'package.module:name'")
     options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -41,7 +46,10 @@ class TaskSection(Record):
     max_value: int = Field(20, ge=2, le=1_000_000, description="generated: size of the numbers")
     offset: int = Field(0, ge=0, description="skip this many tasks from the start of the source")
     seed: int | None = Field(None, ge=0, description="generated: problem seed (default: the run seed)")
-    limit: int | None = Field(None, ge=1, description="use only this many tasks, cycled over the episodes")
+    limit: int | None = Field(None, ge=1, description="use only this many tasks (cycled over a protocol run's "
+                              "episodes; a program's seed pool)")
+    grader: str = Field("numeric", description="how replies are judged: numeric, exact, none (a judge scores "
+                        "them), or a function 'package.module:function' of (reply text, task)")
 
     @model_validator(mode="after")
     def _path_when_needed(self):
@@ -51,10 +59,21 @@ class TaskSection(Record):
 
 
 class AgentSection(Record):
-    role: str
+    """One agent; under ``agents.<key>`` its role defaults to the key. A list under a key is
+    several agents of that role (seats in list order), named ``<key>-0``, ``<key>-1``... unless named."""
+
+    role: str | None = None
     model: str
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.\-]+$", description="in a list: the agent's name")
     persona: str = ""
     sampling: Sampling = Sampling()
+
+
+# One agent, or a list of agents of one role; errors point into the form that was given.
+OneOrMoreAgents = Annotated[
+    Union[Annotated[AgentSection, Tag("agent")], Annotated[list[AgentSection], Tag("agents")]],
+    Discriminator(lambda value: "agents" if isinstance(value, list) else "agent"),
+]
 
 
 class TrainSettings(Record):
@@ -76,7 +95,8 @@ class TrainSettings(Record):
 class TrainingSection(Record):
     """When and how one model is trained from the log (config ``training.<model name>``)."""
 
-    role: str = Field(description="whose logged turns are the data (the protocol declares how)")
+    role: str | None = Field(None, description="protocol runs: whose logged turns are the data (the protocol "
+                             "declares how); programs say themselves what each model learns")
     kind: Literal["sft", "preference", "distill"] | None = Field(None, description="which declaration, if several")
     every_episodes: int = Field(16, ge=1, description="train after every K finished episodes")
     wait: bool = Field(True, description="pause the simulation while training; false: train in the background")
@@ -107,37 +127,62 @@ class RaySection(Record):
 
 class SimulationConfig(Record):
     run: RunSection = RunSection()
-    protocol: ProtocolSection = ProtocolSection()
+    protocol: ProtocolSection | None = Field(None, description="an episode protocol to run (default: socratic)")
+    program: ProgramSection | None = Field(None, description="or a round-level program (not both)")
     tasks: TaskSection = TaskSection()
     models: dict[str, ModelSpec]
-    agents: dict[str, AgentSection]
+    agents: dict[str, OneOrMoreAgents]
     ray: RaySection = RaySection()
     training: dict[str, TrainingSection] = Field(default_factory=dict)
     evaluation: EvaluationSection | None = None
 
     @model_validator(mode="after")
     def _references_resolve(self):
+        if self.protocol is not None and self.program is not None:
+            raise ValueError("give a protocol or a program, not both")
+        if self.protocol is None and self.program is None:
+            object.__setattr__(self, "protocol", ProtocolSection())
+        specs = self.agent_specs()
+        if len(specs) < sum(len(a) if isinstance(a, list) else 1 for a in self.agents.values()):
+            raise ValueError("two agents have the same name; name each agent once")
+        for where, agent in self._agent_sections():
+            if agent.model not in self.models:
+                raise ValueError(f"{where}.model is {agent.model!r}, but models defines only: {', '.join(self.models)}")
         for name, section in self.training.items():
             if name not in self.models:
                 raise ValueError(f"training.{name}: no model named {name!r}; models: {', '.join(self.models)}")
             if self.models[name].kind != "transformers":
                 raise ValueError(f"training.{name}: model {name!r} is {self.models[name].kind!r} and cannot be "
                                  "trained; only transformers models can")
-            if section.role not in {a.role for a in self.agents.values() if a.model == name}:
+            if self.protocol is not None and section.role is None:
+                raise ValueError(f"training.{name}.role: say whose logged turns train model {name!r}")
+            if section.role is not None and section.role not in {a.role for a in specs.values() if a.model == name}:
                 raise ValueError(f"training.{name}.role: no agent of role {section.role!r} uses model {name!r}")
-        for name, agent in self.agents.items():
-            if agent.model not in self.models:
-                raise ValueError(
-                    f"agents.{name}.model is {agent.model!r}, but models defines only: {', '.join(self.models)}"
-                )
-        roles = [a.role for a in self.agents.values()]
-        twice = sorted({r for r in roles if roles.count(r) > 1})
-        if twice:
-            raise ValueError(f"role(s) {', '.join(twice)} are bound to more than one agent")
         return self
 
+    def _agent_sections(self):
+        for key, entry in self.agents.items():
+            if isinstance(entry, list):
+                yield from ((f"agents.{key}.{i}", a) for i, a in enumerate(entry))
+            else:
+                yield f"agents.{key}", entry
+
     def agent_specs(self) -> dict[str, AgentSpec]:
-        return {name: AgentSpec(name=name, **a.model_dump()) for name, a in self.agents.items()}
+        """Every agent by name, in config order (the order of seats within a role)."""
+        specs = {}
+        for key, entry in self.agents.items():
+            for i, a in enumerate(entry if isinstance(entry, list) else [entry]):
+                name = a.name or (f"{key}-{i}" if isinstance(entry, list) else key)
+                fields = a.model_dump(exclude={"name", "role"})
+                specs[name] = AgentSpec(name=name, role=a.role or key, **fields)
+        return specs
+
+    def cast(self) -> dict[str, tuple[AgentSpec, ...]]:
+        """Role -> the agents playing it, in seat order."""
+        cast: dict[str, tuple[AgentSpec, ...]] = {}
+        for agent in self.agent_specs().values():
+            cast[agent.role] = cast.get(agent.role, ()) + (agent,)
+        return cast
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -180,7 +225,10 @@ def parse_config(raw: dict, source: str = "config") -> SimulationConfig:
 def describe(exc: ValidationError, source: str) -> str:
     lines = [f"{source}: {exc.error_count()} problem(s)"]
     for error in exc.errors():
-        where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        loc = list(error["loc"])
+        if loc[:1] == ["agents"] and len(loc) > 2 and loc[2] in ("agent", "agents"):
+            del loc[2]  # the tag of the form given (one agent or a list), not a key the user wrote
+        where = ".".join(str(p) for p in loc) or "(top level)"
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown key (check the spelling; see the default config for the known keys)"

@@ -7,6 +7,9 @@ Layout of ``RUN_DIR/log``:
 - ``steps-NNNNN.parquet`` and ``messages-NNNNN.parquet``: a finished segment, compacted. The
   steps table is what resume reads; the messages table (one row per turn) is what users read.
 
+``format.json`` names the version of the records (``simulation/records.py``); a log of another
+version is refused with a message instead of being misread.
+
 ``read_messages(run_dir)`` returns every turn as a pyarrow Table (``.to_pandas()``, HF
 ``datasets.Dataset(table)`` and ``ray.data.from_arrow`` all take it).
 """
@@ -20,17 +23,28 @@ from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import TypeAdapter
 
-STEP_KEYS = ("run", "episode", "step", "phase", "next_phase", "time")  # plus the whole record as JSON
+from academe.agents.records import ChatMessage
+from academe.simulation.records import LOG_FORMAT, StepRecord
+
+STEP_KEYS = ("run", "episode", "step", "round", "protocol", "phase", "next_phase", "time")  # + the record as JSON
 MESSAGE_SCHEMA = pa.schema([
-    ("run", pa.string()), ("episode", pa.int64()), ("step", pa.int32()), ("phase", pa.string()),
-    ("ask", pa.int32()), ("role", pa.string()), ("agent", pa.string()), ("model", pa.string()),
-    ("model_version", pa.int64()), ("messages", pa.string()), ("temperature", pa.float64()),
+    ("run", pa.string()), ("episode", pa.int64()), ("step", pa.int32()), ("round", pa.int32()),
+    ("protocol", pa.string()), ("phase", pa.string()), ("ask", pa.int32()), ("role", pa.string()),
+    ("seat", pa.int32()), ("agent", pa.string()), ("model", pa.string()), ("model_version", pa.int64()),
+    ("messages", pa.string()), ("asked", pa.string()), ("temperature", pa.float64()),
     ("top_p", pa.float64()), ("max_new_tokens", pa.int32()), ("seed", pa.int64()),
     ("reply", pa.string()), ("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64()),
     ("finish_reason", pa.string()), ("error", pa.string()), ("latency_s", pa.float64()),
     ("started", pa.float64()), ("ended", pa.float64()), ("notes", pa.string()),
 ])
+MESSAGES = TypeAdapter(tuple[ChatMessage, ...])
+FORMAT_FILE = "format.json"
+
+
+class LogFormatError(ValueError):
+    """A log folder written in another record format; the message says which and what to do."""
 
 
 class DialogueLog:
@@ -39,21 +53,24 @@ class DialogueLog:
     def __init__(self, run_dir: str | Path, segment_rows: int = 20_000):
         self.folder = Path(run_dir) / "log"
         self.folder.mkdir(parents=True, exist_ok=True)
+        if not (self.folder / FORMAT_FILE).exists() and not any(self.folder.iterdir()):
+            (self.folder / FORMAT_FILE).write_text(json.dumps({"format": LOG_FORMAT}))
+        check_format(self.folder)
         self.segment_rows = segment_rows
         self._recover()
         self.segment = self._next_segment_number()
         self._file = None
-        self._records: list[dict] = []  # the live segment, kept to compact it without re-reading
+        self._records: list[StepRecord] = []  # the live segment, kept to compact it without re-reading
         self._lines: list[str] = []
 
     # -- writing --
-    def append(self, records: list[dict]) -> None:
+    def append(self, records: list[StepRecord]) -> None:
         """Write step records and make them durable (flush + fsync) before returning."""
         if not records:
             return
         if self._file is None:
             self._file = open(self._live_path(self.segment), "a", encoding="utf-8")
-        lines = [json.dumps(r, separators=(",", ":")) for r in records]
+        lines = [r.model_dump_json() for r in records]
         self._file.write("".join(line + "\n" for line in lines))
         self._file.flush()
         os.fsync(self._file.fileno())
@@ -78,7 +95,7 @@ class DialogueLog:
         self._records, self._lines = [], []
 
     # -- reading --
-    def steps(self) -> Iterator[dict]:
+    def steps(self) -> Iterator[StepRecord]:
         """Every step record, in write order (compacted segments first, then the live one)."""
         yield from read_steps(self.folder.parent)
 
@@ -100,8 +117,19 @@ class DialogueLog:
             drop_torn_tail(live)
             with open(live, encoding="utf-8") as f:
                 lines = [line.rstrip("\n") for line in f]
-            write_segment([json.loads(line) for line in lines], lines, self.folder, n)
+            write_segment([StepRecord.model_validate_json(line) for line in lines], lines, self.folder, n)
             live.unlink()
+
+
+def check_format(folder: Path) -> None:
+    """Refuse a log written in another record format (an older academe's run folder)."""
+    marker = folder / FORMAT_FILE
+    written = json.loads(marker.read_text()).get("format") if marker.is_file() else 1
+    if written != LOG_FORMAT:
+        raise LogFormatError(
+            f"{folder.parent} holds a log in record format {written}; this academe reads format {LOG_FORMAT}. "
+            "Read it with the academe version that wrote it, or run the config again "
+            f"(its config is {folder.parent / 'config.yaml'})")
 
 
 def drop_torn_tail(path: Path) -> None:
@@ -114,7 +142,7 @@ def drop_torn_tail(path: Path) -> None:
             os.fsync(f.fileno())
 
 
-def write_segment(records: list[dict], lines: list[str], folder: Path, n: int) -> None:
+def write_segment(records: list[StepRecord], lines: list[str], folder: Path, n: int) -> None:
     """A finished segment as steps/messages Parquet files, each written under a temp name and renamed."""
     if records:
         _write_atomic(steps_table(records, lines), folder / f"steps-{n:05d}.parquet")
@@ -129,62 +157,70 @@ def _write_atomic(table: pa.Table, path: Path) -> None:
     partial.rename(path)
 
 
-def steps_table(records: list[dict], lines: list[str]) -> pa.Table:
+def steps_table(records: list[StepRecord], lines: list[str]) -> pa.Table:
     """Key columns for filtering, and each record whole, as the JSON line it was logged as."""
-    columns = {c: [r.get(c) for r in records] for c in STEP_KEYS}
+    columns = {c: [getattr(r, c) for r in records] for c in STEP_KEYS}
     columns["record"] = lines
     return pa.table(columns)
 
 
-def message_rows(record: dict) -> Iterator[dict]:
-    for turn in record["turns"]:
-        prompt, reply = turn["prompt"], turn["reply"]
-        sampling = prompt["sampling"]
+def message_rows(record: StepRecord) -> Iterator[dict]:
+    notes = json.dumps(record.notes)
+    for turn in record.turns:
+        prompt, reply, sampling = turn.prompt, turn.reply, turn.prompt.sampling
         yield {
-            "run": record["run"], "episode": record["episode"], "step": record["step"],
-            "phase": record["phase"], "ask": turn["ask"], "role": turn["role"], "agent": turn["agent"],
-            "model": reply["model"], "model_version": reply["model_version"],
-            "messages": json.dumps(prompt["messages"]), "temperature": sampling["temperature"],
-            "top_p": sampling["top_p"], "max_new_tokens": sampling["max_new_tokens"],
-            "seed": prompt["seed"], "reply": reply["text"], "prompt_tokens": reply["prompt_tokens"],
-            "completion_tokens": reply["completion_tokens"], "finish_reason": reply["finish_reason"],
-            "error": reply.get("error"), "latency_s": reply["latency_s"], "started": turn["started"],
-            "ended": turn["ended"], "notes": json.dumps(record.get("notes") or {}),
+            "run": record.run, "episode": record.episode, "step": record.step, "round": record.round,
+            "protocol": record.protocol, "phase": record.phase, "ask": turn.index, "role": turn.role,
+            "seat": turn.seat, "agent": turn.agent, "model": reply.model, "model_version": reply.model_version,
+            "messages": MESSAGES.dump_json(prompt.messages).decode(), "asked": MESSAGES.dump_json(turn.asked).decode(),
+            "temperature": sampling.temperature, "top_p": sampling.top_p, "max_new_tokens": sampling.max_new_tokens,
+            "seed": prompt.seed, "reply": reply.text, "prompt_tokens": reply.prompt_tokens,
+            "completion_tokens": reply.completion_tokens, "finish_reason": reply.finish_reason,
+            "error": reply.error, "latency_s": reply.latency_s, "started": turn.started,
+            "ended": turn.ended, "notes": notes,
         }
 
 
-def messages_table(records: list[dict]) -> pa.Table:
+def messages_table(records: list[StepRecord]) -> pa.Table:
     rows = [row for record in records for row in message_rows(record)]
     return pa.Table.from_pylist(rows, schema=MESSAGE_SCHEMA)
 
 
-def _read_jsonl(path: Path) -> Iterator[dict]:
+def _read_jsonl(path: Path) -> Iterator[StepRecord]:
     with open(path, encoding="utf-8") as f:
         for line in f:
             if line.endswith("\n"):
-                yield json.loads(line)
+                yield StepRecord.model_validate_json(line)
 
 
-def read_steps(run_dir: str | Path) -> Iterator[dict]:
-    """Step records of a run (dicts, as logged), in write order."""
+def _log_folder(run_dir: str | Path) -> Path:
     folder = Path(run_dir) / "log"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{run_dir} has no log folder: is it a run folder?")
+    check_format(folder)
+    return folder
+
+
+def read_steps(run_dir: str | Path, episodes: range | None = None) -> Iterator[StepRecord]:
+    """Step records of a run (of the episodes in ``episodes`` only, if given), in write order."""
+    folder = _log_folder(run_dir)
+    where = None if episodes is None else [("episode", ">=", episodes.start), ("episode", "<", episodes.stop)]
     for path in sorted(folder.glob("steps-*.parquet")):
-        for line in pq.read_table(path, columns=["record"]).column("record").to_pylist():
-            yield json.loads(line)
+        for line in pq.read_table(path, columns=["record"], filters=where).column("record").to_pylist():
+            yield StepRecord.model_validate_json(line)
     for live in sorted(folder.glob("live-*.jsonl")):
-        yield from _read_jsonl(live)
+        yield from (r for r in _read_jsonl(live) if episodes is None or r.episode in episodes)
 
 
 def read_messages(run_dir: str | Path) -> pa.Table:
     """Every turn of a run as one table: the documented way to read a log.
 
-    Columns: run, episode, step, phase, ask, role, agent, model, model_version, messages (the
-    prompt as JSON), temperature, top_p, max_new_tokens, seed, reply, prompt_tokens,
-    completion_tokens, finish_reason, error, latency_s, started, ended, notes (JSON).
+    Columns: run, episode, step, round, protocol, phase, ask, role, seat, agent, model,
+    model_version, messages (the prompt as sent, JSON), asked (the prompt the protocol built, JSON),
+    temperature, top_p, max_new_tokens, seed, reply, prompt_tokens, completion_tokens,
+    finish_reason, error, latency_s, started, ended, notes (JSON).
     """
-    folder = Path(run_dir) / "log"
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{run_dir} has no log folder: is it a run folder?")
+    folder = _log_folder(run_dir)
     tables = [pq.read_table(p, schema=MESSAGE_SCHEMA) for p in sorted(folder.glob("messages-*.parquet"))]
     live = [r for p in sorted(folder.glob("live-*.jsonl")) for r in _read_jsonl(p)]
     if live:

@@ -1,7 +1,9 @@
 """The runner: steps many episodes concurrently and sends each model one batch of all its pending turns.
 
-One asyncio task per model pulls every queued turn for that model (across all episodes and all the
-agents that share it) and answers them in a single backend call. When a batch returns, the episodes
+A call runs a batch of episodes of one protocol with one cast (the agents playing each role); a
+program calls it once per round stage, with the same model actors throughout. One asyncio task per
+model pulls every queued turn for that model (across all episodes and all the agents that share
+it) and answers them in a single backend call. When a batch returns, the episodes
 it completes are stepped by the protocol's pure functions, their step records are made durable in
 the log, and only then are their next turns queued. A batch whose actor fails is retried whole; an
 episode never sees a turn twice, because it is stepped only from replies that arrived.
@@ -15,13 +17,15 @@ import time
 import traceback
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Protocol as Interface, Sequence
 
 from academe.agents.agent import AgentSpec
 from academe.agents.records import Prompt, Reply, Task
-from academe.protocols.engine import START, Done, EpisodeState, Options, Outcome, Protocol, Step
+from academe.protocols.engine import START, Answer, Done, EpisodeState, Next, Options, Outcome, Protocol, Step
 from academe.simulation.actors import ModelPool
-from academe.simulation.log import DialogueLog
+from academe.simulation.log import DialogueLog, read_steps
+from academe.simulation.records import AskRecord, StepRecord, TurnRecord
 
 
 def derive_seed(*parts: object) -> int:
@@ -38,8 +42,22 @@ class Episode:
     state: EpisodeState
     phase: str
     step: int
-    asks: list[Prompt]
+    asks: list[AskRecord]
     replies: dict[int, tuple[Reply, float, float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What one call of the runner runs: these episodes of one protocol, played by this cast."""
+
+    protocol: Protocol
+    options: Options
+    cast: dict[str, tuple[AgentSpec, ...]]  # role -> its agents, in seat order
+    tasks: dict[int, Task]  # episode id -> task, admitted in this order
+    round: int | None = None
+
+    def agent(self, name: str) -> AgentSpec:
+        return next(a for agents in self.cast.values() for a in agents if a.name == name)
 
 
 @dataclass
@@ -61,13 +79,19 @@ class Progress:
 class Hook(Interface):
     """Work the runner starts between steps (a training phase, say): ``due`` is asked after every
     finished episode. A hook that ``pauses`` stops new batches from the moment it is due until its
-    ``run`` returns; others run while episodes go on."""
+    ``run`` returns; others run while episodes go on. ``start`` runs before the first episode (a
+    resumed run passes how many had finished); ``summary`` and ``training_s`` report afterwards."""
 
     pauses: bool
+    training_s: float
+
+    async def start(self, pool: ModelPool, finished: int) -> None: ...
 
     def due(self, finished: int) -> bool: ...
 
     async def run(self, runner: "Runner") -> None: ...
+
+    def summary(self) -> dict: ...
 
 
 @dataclass(frozen=True)
@@ -80,9 +104,6 @@ class TurnRequest:
 class Runner:
     def __init__(
         self,
-        protocol: Protocol,
-        options: Options,
-        agents: dict[str, AgentSpec],
         pool: ModelPool,
         log: DialogueLog,
         run_id: str,
@@ -91,35 +112,35 @@ class Runner:
         max_batch: dict[str, int] | None = None,
         max_attempts: int = 3,
         on_progress: Callable[[Progress], None] | None = None,
-        hooks: Sequence[Hook] = (),
     ):
-        protocol.check_bindings({a.role: a.name for a in agents.values()})
-        self.protocol, self.options, self.pool, self.log = protocol, options, pool, log
-        self.agent_of_role = {a.role: a for a in agents.values()}
+        self.pool, self.log = pool, log
         self.run_id, self.seed, self.concurrency = run_id, seed, concurrency
         self.max_batch = max_batch or {}
         self.max_attempts = max_attempts
         self.on_progress = on_progress or (lambda progress: None)
-        self.hooks = list(hooks)
+        self.progress = Progress(total=0)
 
     # ---- public ----
-    def run(self, tasks: Sequence[Task], restored: dict[int, Episode] | None = None,
-            finished: dict[int, Outcome] | None = None) -> dict[int, Outcome]:
-        """Run every task as one episode (id = its index), continuing ``restored`` ones and
-        skipping ``finished`` ones; returns every episode's outcome."""
-        return asyncio.run(self._run(tasks, dict(restored or {}), dict(finished or {})))
+    def run(self, batch: Batch, restored: dict[int, Episode] | None = None,
+            finished: dict[int, Outcome] | None = None, hooks: Sequence[Hook] = ()) -> dict[int, Outcome]:
+        """Run every episode of ``batch``, continuing ``restored`` ones and skipping ``finished``
+        ones; returns every episode's outcome."""
+        batch.protocol.check_bindings({role: [a.name for a in agents] for role, agents in batch.cast.items()})
+        return asyncio.run(self._run(batch, dict(restored or {}), dict(finished or {}), list(hooks)))
 
     # ---- the loop ----
-    async def _run(self, tasks, restored: dict[int, Episode], finished: dict[int, Outcome]):
+    async def _run(self, batch: Batch, restored: dict[int, Episode], finished: dict[int, Outcome], hooks: list):
+        self.batch, self.hooks = batch, hooks
+        self.cast_names = {role: [a.name for a in agents] for role, agents in batch.cast.items()}
+        self.agents = {a.name: a for agents in batch.cast.values() for a in agents}
         self.outcomes: dict[int, Outcome] = dict(finished)
-        self.progress = Progress(total=len(tasks), done=len(finished),
-                                 solved=sum(o.solved for o in finished.values()))
+        self.progress = Progress(total=len(batch.tasks), done=len(finished),
+                                 solved=sum(o.solved is True for o in finished.values()))
         self.queues: dict[str, deque[TurnRequest]] = {m: deque() for m in self.pool.specs}
         self.wakeups = {m: asyncio.Event() for m in self.pool.specs}
         self.episodes: dict[int, Episode] = {}
         self.all_done = asyncio.Event()
-        self.waiting = deque(i for i in range(len(tasks)) if i not in finished and i not in restored)
-        self.tasks = tasks
+        self.waiting = deque(i for i in batch.tasks if i not in finished and i not in restored)
         self.pending: list[int] = []  # stepped episodes whose records are not yet durable
         self.failure: BaseException | None = None
         self.gate = asyncio.Event()  # cleared while a hook has paused the simulation
@@ -149,12 +170,12 @@ class Runner:
         records = []
         while self.waiting and len(self.episodes) < self.concurrency:
             episode_id = self.waiting.popleft()
-            task = self.tasks[episode_id]
+            task = self.batch.tasks[episode_id]
             try:
-                first = self.protocol.begin(task, self.options)
+                first = self.batch.protocol.begin(task, self.batch.options)
             except Exception as exc:
                 first = self._failed(EpisodeState(task=task), exc)
-            records.append(self._advance(episode_id, START, -1, [], first))
+            records.append(self._advance(episode_id, START, -1, (), first))
         self.log.append(records)
         self._dispatch_pending()
 
@@ -246,45 +267,52 @@ class Runner:
             self.report("")
             self._start_due_hooks()  # episodes may have finished meanwhile
 
-    def _step(self, episode: Episode) -> dict:
-        replies = [episode.replies[i][0] for i in range(len(episode.asks))]
-        failed = next((r for r in replies if r.finish_reason == "error"), None)
+    def _step(self, episode: Episode) -> StepRecord:
+        turns = tuple(TurnRecord(role=a.role, seat=a.seat, agent=a.agent, asked=a.asked, prompt=a.prompt, index=i,
+                                 reply=episode.replies[i][0], started=episode.replies[i][1],
+                                 ended=episode.replies[i][2])
+                      for i, a in enumerate(episode.asks))
+        failed = next((t.reply for t in turns if t.reply.finish_reason == "error"), None)
         try:
             if failed is not None:
                 raise RuntimeError(failed.error or "the agent failed")
-            nxt = self.protocol.step(episode.phase, episode.state, replies)
+            answers = [Answer(role=t.role, seat=t.seat, agent=t.agent, reply=t.reply) for t in turns]
+            nxt = self.batch.protocol.step(episode.phase, episode.state, answers)
         except Exception as exc:
             nxt = self._failed(episode.state, exc)
-        turns = self._turns(episode)
         return self._advance(episode.id, episode.phase, episode.step, turns, nxt)
 
-    def _turns(self, episode: Episode) -> list[dict]:
-        agent = self.agent_of_role[self.protocol.role_of(episode.phase)]
-        return [
-            {"ask": i, "role": agent.role, "agent": agent.name, "prompt": prompt.model_dump(mode="json"),
-             "reply": episode.replies[i][0].model_dump(mode="json"),
-             "started": episode.replies[i][1], "ended": episode.replies[i][2]}
-            for i, prompt in enumerate(episode.asks)
-        ]
-
-    def _advance(self, episode_id: int, phase: str, step: int, turns: list[dict], nxt: Step) -> dict:
-        """Apply a step: build the log record, and either queue the next asks or finish."""
+    def _advance(self, episode_id: int, phase: str, step: int, turns: tuple, nxt: Step) -> StepRecord:
+        """Apply a step: build its log record, and either queue the next asks or finish."""
         step += 1
-        record = {"run": self.run_id, "episode": episode_id, "step": step, "phase": phase,
-                  "turns": turns, "state": nxt.state.model_dump(mode="json"), "notes": nxt.notes,
-                  "time": time.time(), "asks": None, "outcome": None, "next_phase": None}
-        if isinstance(nxt, Done):
-            record["outcome"] = nxt.outcome.model_dump(mode="json")
+        asks: tuple[AskRecord, ...] = ()
+        if isinstance(nxt, Next):
+            try:
+                asks = self._asks(episode_id, step, nxt)
+            except Exception as exc:  # e.g. an ask to a seat the cast does not have
+                nxt = self._failed(nxt.state, exc)
+        record = StepRecord(run=self.run_id, episode=episode_id, step=step, round=self.batch.round,
+                            protocol=self.batch.protocol.name, phase=phase, turns=turns, state=nxt.state,
+                            notes=nxt.notes, time=time.time(), next_phase=nxt.phase if asks else None,
+                            asks=asks, outcome=None if asks else nxt.outcome)
+        if asks:
+            self.episodes[episode_id] = Episode(episode_id, nxt.state, nxt.phase, step, list(asks))
+            self.pending.append(episode_id)
+        else:
             self._finish(episode_id, nxt.outcome)
-            return record
-        agent = self.agent_of_role[self.protocol.role_of(nxt.phase)]
-        asks = [agent.prompt(messages, seed=derive_seed(self.seed, episode_id, step, i), task=nxt.state.task)
-                for i, messages in enumerate(nxt.prompts)]
-        record["next_phase"] = nxt.phase
-        record["asks"] = [a.model_dump(mode="json") for a in asks]
-        self.episodes[episode_id] = Episode(episode_id, nxt.state, nxt.phase, step, asks)
-        self.pending.append(episode_id)
         return record
+
+    def _asks(self, episode_id: int, step: int, nxt: Next) -> tuple[AskRecord, ...]:
+        """The step's asks addressed to agents, each with the exact prompt it will send."""
+        task = nxt.state.task.base()
+        asks = []
+        for i, (ask, seat) in enumerate(self.batch.protocol.seats(nxt, self.cast_names)):
+            agent = self.agents[seat.agent]
+            prompt = agent.prompt(ask.messages, seed=derive_seed(self.seed, episode_id, step, i), task=task)
+            asks.append(AskRecord(role=seat.role, seat=seat.seat, agent=seat.agent, asked=ask.messages, prompt=prompt))
+        if not asks:
+            raise RuntimeError(f"phase {nxt.phase!r} asked nobody: no agent plays its role")
+        return tuple(asks)
 
     def _dispatch_pending(self) -> None:
         """Queue the asks of episodes whose step is now durable."""
@@ -294,16 +322,16 @@ class Runner:
         self.pending.clear()
 
     def _enqueue(self, episode: Episode) -> None:
-        model = self.agent_of_role[self.protocol.role_of(episode.phase)].model
-        for i, prompt in enumerate(episode.asks):
-            self.queues[model].append(TurnRequest(episode.id, i, prompt))
-        self.wakeups[model].set()
+        for i, ask in enumerate(episode.asks):
+            model = self.agents[ask.agent].model
+            self.queues[model].append(TurnRequest(episode.id, i, ask.prompt))
+            self.wakeups[model].set()
 
     def _finish(self, episode_id: int, outcome: Outcome) -> None:
         self.episodes.pop(episode_id, None)
         self.outcomes[episode_id] = outcome
         self.progress.done += 1
-        self.progress.solved += outcome.solved
+        self.progress.solved += outcome.solved is True
         self.progress.errors += outcome.error is not None
 
     def _failed(self, state: EpisodeState, exc: Exception) -> Done:
@@ -314,3 +342,19 @@ class Runner:
     def _check_all_done(self) -> None:
         if self.progress.done >= self.progress.total:
             self.all_done.set()
+
+
+def restore(protocol: Protocol, run_dir: Path, episodes: range | None = None) -> tuple[dict[int, Episode], dict[int, Outcome]]:
+    """From the log: finished episodes' outcomes, and unfinished ones as of their last logged step."""
+    last: dict[int, StepRecord] = {}
+    for record in read_steps(run_dir, episodes=episodes):
+        if record.episode not in last or record.step > last[record.episode].step:
+            last[record.episode] = record
+    restored, finished = {}, {}
+    for episode_id, record in last.items():
+        if record.outcome is not None:
+            finished[episode_id] = record.outcome
+        else:
+            restored[episode_id] = Episode(id=episode_id, state=record.episode_state(protocol),
+                                           phase=record.next_phase, step=record.step, asks=list(record.asks))
+    return restored, finished

@@ -1,7 +1,9 @@
 """Start, resume and summarise a simulation from a config: the code behind ``academe run``/``resume``.
 
-Config is turned into flat arguments here (model specs, agent specs, the protocol's options); no
-actor ever receives the config tree.
+Config is turned into flat arguments here (model specs, agent specs, the protocol's or program's
+options); no actor ever receives the config tree. A protocol run is one batch of episodes with
+optional scheduled training; a program run hands the same model actors, runner and trainers to the
+program runner for all its rounds.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import asyncio
 import json
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -18,30 +20,39 @@ from typing import Callable
 from pydantic import ValidationError
 
 from academe.agents.agent import AgentSpec
-from academe.agents.records import Prompt, Task
-from academe.protocols import get_protocol
-from academe.protocols.engine import Options, Outcome, Protocol, ProtocolError
+from academe.agents.records import Task
+from academe.protocols import get_program, get_protocol
+from academe.protocols.engine import Options, Outcome, Protocol, ProtocolError, check_cast
+from academe.protocols.program import Program
 from academe.protocols.tasks import TaskFileError, generate_word_problems, load_hf_dataset, load_task_file
 from academe.simulation.actors import ModelPool
 from academe.simulation.config import ConfigError, SimulationConfig, TaskSection, describe, dump_config, load_config
-from academe.simulation.log import DialogueLog, read_steps
-from academe.simulation.runner import Episode, Progress, Runner
+from academe.simulation.log import DialogueLog
+from academe.simulation.program_runner import ProgramRunner, Services
+from academe.simulation.runner import Batch, Progress, Runner, restore
+from academe.simulation.summary import summarize, summarize_program
 
 CONFIG_FILE, SUMMARY_FILE = "config.yaml", "summary.json"
 
 
-def select_tasks(t: TaskSection, n: int, run_seed: int) -> list[Task]:
-    """``n`` tasks in episode order (a source shorter than that, or ``limit``, is cycled)."""
+def select_tasks(t: TaskSection, n: int | None, run_seed: int) -> list[Task]:
+    """``n`` tasks in order (a source shorter than that, or ``limit``, is cycled); ``n=None``:
+    the source's tasks once (``limit`` of them, if set)."""
     if t.source == "generated":
+        if n is None and t.limit is None:
+            raise ConfigError("tasks.limit: say how many generated tasks make the program's seed pool")
+        count = t.limit if n is None else min(n, t.limit or n)
         seed = run_seed if t.seed is None else t.seed
-        pool = generate_word_problems(min(n, t.limit or n) + t.offset, steps=t.steps, max_value=t.max_value,
-                                      seed=seed)[t.offset:]
+        pool = generate_word_problems(count + t.offset, steps=t.steps, max_value=t.max_value, seed=seed)[t.offset:]
+        if t.grader != "numeric":
+            pool = [task.replace(grader=t.grader) for task in pool]
     else:
-        source = load_task_file(t.path) if t.source == "file" else load_hf_dataset(t.path, t.split, t.hf_config)
+        source = (load_task_file(t.path, t.grader) if t.source == "file"
+                  else load_hf_dataset(t.path, t.split, t.hf_config, t.grader))
         pool = source[t.offset:][: t.limit]
         if not pool:
             raise ConfigError(f"tasks.offset {t.offset} skips all {len(source)} tasks of {t.path}")
-    return [pool[i % len(pool)] for i in range(n)]
+    return pool if n is None else [pool[i % len(pool)] for i in range(n)]
 
 
 def new_run_dir(config: SimulationConfig) -> Path:
@@ -73,84 +84,153 @@ def ray_session(config: SimulationConfig):
         ray.shutdown()
 
 
-def restore(protocol: Protocol, run_dir: Path) -> tuple[dict[int, Episode], dict[int, Outcome]]:
-    """From the log: finished episodes' outcomes, and unfinished ones as of their last logged step."""
-    last: dict[int, dict] = {}
-    for record in read_steps(run_dir):
-        if record["episode"] not in last or record["step"] > last[record["episode"]]["step"]:
-            last[record["episode"]] = record
-    restored, finished = {}, {}
-    for episode_id, record in last.items():
-        if record["outcome"] is not None:
-            finished[episode_id] = Outcome.model_validate(record["outcome"])
-        else:
-            restored[episode_id] = Episode(
-                id=episode_id, state=protocol.state.model_validate(record["state"]),
-                phase=record["next_phase"], step=record["step"],
-                asks=[Prompt.model_validate(a) for a in record["asks"]])
-    return restored, finished
-
-
 @dataclass(frozen=True)
 class Plan:
     """Everything a run needs, checked before any folder is made or any model is loaded."""
 
-    protocol: Protocol
+    protocol: Protocol | None
+    program: Program | None
     options: Options
-    agents: dict[str, AgentSpec]
+    cast: dict[str, tuple[AgentSpec, ...]]
     tasks: list[Task]
+    held_out: list[Task] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return (self.program or self.protocol).name
 
 
 def plan(config: SimulationConfig) -> Plan:
-    """Resolve the protocol, its options, the role bindings and the tasks; ConfigError if any is bad."""
+    """Resolve the protocol or program, its options, the cast and the tasks; ConfigError if any is bad."""
+    section = "program.options" if config.program else "protocol.options"
     try:
+        cast = config.cast()
+        if config.program is not None:
+            program = get_program(config.program.name)
+            check_cast(f"program {program.name!r}", program.roles, {r: [a.name for a in a_] for r, a_ in cast.items()})
+            options = program.parse_options(config.program.options)
+            check_program_training(config, program, cast)
+            tasks = select_tasks(config.tasks, None, config.run.seed)
+            return Plan(None, program, options, cast, tasks, held_out_tasks(config, tasks))
         protocol = get_protocol(config.protocol.name)
-        agents = config.agent_specs()
-        protocol.check_bindings({a.role: a.name for a in agents.values()})
+        protocol.check_bindings({role: [a.name for a in agents] for role, agents in cast.items()})
         options = protocol.parse_options(config.protocol.options)
-        for model, section in config.training.items():
+        for model, training in config.training.items():
             try:
-                protocol.training_for(section.role, section.kind)
+                protocol.training_for(training.role, training.kind)
             except ProtocolError as exc:
                 raise ConfigError(f"training.{model}: {exc}") from None
-        return Plan(protocol, options, agents, select_tasks(config.tasks, config.run.episodes, config.run.seed))
+        tasks = select_tasks(config.tasks, config.run.episodes, config.run.seed)
+        return Plan(protocol, None, options, cast, tasks, held_out_tasks(config, tasks))
     except ValidationError as exc:
-        raise ConfigError(describe(exc, "protocol.options")) from None
+        raise ConfigError(describe(exc, section)) from None
     except (ProtocolError, TaskFileError) as exc:
         raise ConfigError(str(exc)) from None
 
 
+def check_program_training(config: SimulationConfig, program: Program, cast) -> None:
+    """Each role the program trains has a training section for its model, and no other model has one."""
+    trained = {cast[role][0].model: role for role in program.trains}
+    for model, role in trained.items():
+        if model not in config.training:
+            raise ConfigError(f"program {program.name!r} trains role {role!r}, played on model {model!r}: "
+                              f"add training.{model} (its settings) to the config")
+    for model in config.training:
+        if model not in trained:
+            raise ConfigError(f"training.{model}: program {program.name!r} trains only the model(s) of "
+                              f"{', '.join(program.trains) or 'no role'} ({', '.join(trained) or 'none'})")
+    if len(set(trained)) < len(program.trains):
+        raise ConfigError(f"program {program.name!r} trains roles {', '.join(program.trains)} as different models; "
+                          "give each of them its own model")
+
+
+def held_out_tasks(config: SimulationConfig, tasks: list[Task]) -> list[Task]:
+    """The evaluation tasks, less any that also appear among the run's tasks."""
+    if config.evaluation is None:
+        return []
+    if config.evaluation.role not in config.cast():
+        raise ConfigError(f"evaluation.role: no agent has role {config.evaluation.role!r}")
+    seen = {t.question for t in tasks}
+    held_out = [t for t in select_tasks(config.evaluation.tasks, config.evaluation.count, config.run.seed)
+                if t.question not in seen]
+    if not held_out:
+        raise ConfigError("evaluation.tasks: every held-out task also appears in the run; pick other tasks")
+    return held_out
+
+
 def execute(config: SimulationConfig, checked: Plan, run_dir: Path,
             on_progress: Callable[[Progress], None] | None = None, resume: bool = False) -> dict:
-    restored, finished = restore(checked.protocol, run_dir) if resume else ({}, {})
     started = time.perf_counter()
     with ray_session(config):
         check_resources(config)
         pool = ModelPool(config.models, use_ray=config.ray.enabled)
-        placement = pool.describe()
         try:
-            hooks = training_hooks(config, checked, run_dir)
-            for hook in hooks:  # restore and publish the last checkpoint, or measure the untrained model
-                asyncio.run(hook.start(pool, len(finished)))
-            runner = Runner(checked.protocol, checked.options, checked.agents, pool, DialogueLog(run_dir),
-                            run_id=run_dir.name, seed=config.run.seed, concurrency=config.run.concurrency,
+            runner = Runner(pool, DialogueLog(run_dir), run_id=run_dir.name, seed=config.run.seed,
+                            concurrency=config.run.concurrency,
                             max_batch={n: m.max_batch_size for n, m in config.models.items()},
-                            on_progress=on_progress, hooks=hooks)
-            outcomes = runner.run(checked.tasks, restored=restored, finished=finished)
+                            on_progress=on_progress)
+            if checked.program is not None:
+                summary = run_program(config, checked, run_dir, pool, runner)
+            else:
+                summary = run_protocol(config, checked, run_dir, pool, runner, resume)
+            summary["models"] = pool.describe()
         finally:
             pool.shutdown()
-    wall = time.perf_counter() - started
-    summary = summarize(outcomes, runner.progress, wall)
-    summary["models"] = placement
+    summary["wall_s"] = round(time.perf_counter() - started, 2)
+    if "training_s" in summary:
+        summary["simulating_s"] = round(summary["wall_s"] - summary["training_s"], 2)
+    (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def run_protocol(config: SimulationConfig, checked: Plan, run_dir: Path, pool: ModelPool, runner: Runner,
+                 resume: bool) -> dict:
+    restored, finished = restore(checked.protocol, run_dir) if resume else ({}, {})
+    hooks = training_hooks(config, checked, run_dir)
+    for hook in hooks:  # restore and publish the last checkpoint, or measure the untrained model
+        asyncio.run(hook.start(pool, len(finished)))
+    batch = Batch(checked.protocol, checked.options, checked.cast, dict(enumerate(checked.tasks)))
+    outcomes = runner.run(batch, restored=restored, finished=finished, hooks=hooks)
+    summary = summarize(outcomes, runner.progress)
     if hooks:
         from academe.trainers.plot import plot_training
 
         summary["training"] = [hook.summary() for hook in hooks]
         summary["training_s"] = round(sum(hook.training_s for hook in hooks), 2)
-        summary["simulating_s"] = round(wall - summary["training_s"], 2)
         summary["learning_curve"] = str(plot_training(summary["training"], run_dir / "learning_curve.png"))
-    (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def run_program(config: SimulationConfig, checked: Plan, run_dir: Path, pool: ModelPool, runner: Runner) -> dict:
+    services = program_services(config, checked, run_dir, pool)
+    for trainer in services.trainers.values():  # a resumed program: its models serve their last checkpoint
+        if asyncio.run(trainer.restore()) is not None:
+            asyncio.run(services.publish(trainer))
+    program_runner = ProgramRunner(checked.program, checked.options, checked.cast, runner, services, run_dir,
+                                   checked.held_out)
+    stop, decisions, results = program_runner.run(checked.tasks)
+    return summarize_program(checked.program, stop, decisions, results, run_dir, runner.progress)
+
+
+def program_services(config: SimulationConfig, checked: Plan, run_dir: Path, pool: ModelPool) -> Services:
+    """Trainers for the models a program trains, and held-out evaluation (trainers load lazily)."""
+    trainers = {}
+    if config.training:
+        from academe.trainers.handle import ModelTrainer
+
+        trainers = {model: ModelTrainer(model, config.models[model], section, run_dir, config.ray.enabled)
+                    for model, section in config.training.items()}
+
+    async def evaluate(agent: AgentSpec, protocol: Protocol, tasks: list[Task]) -> tuple[float, int]:
+        from academe.trainers.evaluate import accuracy
+
+        return await accuracy(pool, agent, protocol, protocol.options(), tasks)
+
+    async def publish(trainer):
+        return await trainer.publish(pool)
+
+    return Services(trainers=trainers, evaluate=evaluate, version=lambda model: pool.call(model, "version"),
+                    publish=publish)
 
 
 def prepare_run_dir(config: SimulationConfig) -> Path:
@@ -184,17 +264,9 @@ def training_hooks(config: SimulationConfig, checked: Plan, run_dir: Path) -> li
     from academe.trainers.schedule import Evaluation, ScheduledTraining
 
     evaluation = None
-    if config.evaluation is not None:
-        role = config.evaluation.role
-        agent = next((a for a in checked.agents.values() if a.role == role), None)
-        if agent is None:
-            raise ConfigError(f"evaluation.role: no agent has role {role!r}")
-        seen = {t.question for t in checked.tasks}
-        held_out = [t for t in select_tasks(config.evaluation.tasks, config.evaluation.count, config.run.seed)
-                    if t.question not in seen]
-        if not held_out:
-            raise ConfigError("evaluation.tasks: every held-out task also appears in the run; pick other tasks")
-        evaluation = Evaluation(agent, checked.protocol, checked.options, held_out)
+    if checked.held_out:
+        agent = checked.cast[config.evaluation.role][0]
+        evaluation = Evaluation(agent, checked.protocol, checked.options, checked.held_out)
     return [ScheduledTraining(model, section, config.models[model], checked.protocol, run_dir,
                               use_ray=config.ray.enabled,
                               evaluation=evaluation if evaluation and evaluation.agent.model == model else None)
@@ -213,34 +285,3 @@ def resume_run(run_dir: str | Path, on_progress=None) -> dict:
         raise FileNotFoundError(f"{run_dir} has no {CONFIG_FILE}: not a run folder")
     config = load_config(run_dir / CONFIG_FILE)
     return execute(config, plan(config), run_dir, on_progress, resume=True)
-
-
-def summarize(outcomes: dict[int, Outcome], progress: Progress, wall_s: float) -> dict:
-    """Solve rate, mean score and metrics, and for each ``*_at`` metric its ``@k`` curve
-    (e.g. success@k: share of episodes with success_at <= k)."""
-    n = len(outcomes)
-    values = list(outcomes.values())
-    metric_names = sorted({k for o in values for k in o.metrics})
-    at_curves = {}
-    for name in (m for m in metric_names if m.endswith("_at")):
-        turns = [o.metrics.get(name) for o in values]
-        horizon = int(max((t for t in turns if t is not None), default=0))
-        at_curves[f"{name[:-3]}@k"] = {
-            str(k): sum(1 for t in turns if t is not None and t <= k) / n for k in range(1, horizon + 1)
-        }
-    errors = [o.error for o in values if o.error]
-    return {
-        "episodes": n,
-        "solved": sum(o.solved for o in values),
-        "solve_rate": sum(o.solved for o in values) / n if n else 0.0,
-        "mean_score": sum(o.score for o in values) / n if n else 0.0,
-        "metrics": {m: sum(o.metrics.get(m, 0.0) for o in values) / n for m in metric_names
-                    if not m.endswith("_at")},
-        "at_k": at_curves,
-        "errors": len(errors),
-        "first_error": errors[0] if errors else None,
-        "messages_this_session": progress.messages,
-        "completion_tokens_this_session": progress.completion_tokens,
-        "wall_s": round(wall_s, 2),
-        "messages_per_s": round(progress.messages / progress.elapsed, 2) if progress.elapsed else 0.0,
-    }

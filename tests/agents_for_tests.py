@@ -28,3 +28,18 @@ def sleepy(prompt: Prompt) -> str:
 
     time.sleep(float(os.environ.get("ACADEME_TEST_SLEEP", "4")))
     return "zzz"
+
+
+def coin_grader(text: str, task) -> bool:
+    """Right when the reply has an even length: tiny random models then get some right, some wrong."""
+    return len(text) % 2 == 0
+
+
+def persona_speaker(prompt: Prompt) -> str:
+    """Says who it is (its persona) and which answer it gives, so a judge's view can be checked."""
+    persona = prompt.messages[0].content if prompt.messages[0].role == "system" else "nobody"
+    return f"{persona} says {prompt.seed % 97}"
+
+
+def judge_that_repeats(prompt: Prompt) -> str:
+    return "I heard: " + prompt.messages[-1].content

@@ -28,6 +28,31 @@ def transcripts(run_dir) -> dict:
     """episode -> [(step, role, prompt seed, reply text, outcome)]: everything that must not change."""
     out: dict = {}
     for r in read_steps(run_dir):
-        key = [(r["step"], t["role"], t["prompt"]["seed"], t["reply"]["text"]) for t in r["turns"]]
-        out.setdefault(r["episode"], []).append((r["step"], key, json.dumps(r["outcome"])))
+        key = [(r.step, t.role, t.agent, t.prompt.seed, t.reply.text) for t in r.turns]
+        out.setdefault(r.episode, []).append((r.step, key, r.outcome.model_dump_json() if r.outcome else None))
     return {e: sorted(v) for e, v in out.items()}
+
+
+def program_config(out_dir, model, rounds=2, **options):
+    """Socratic-Zero on tiny models: solver and generator each on its own model and trainer."""
+    tiny = {"kind": "transformers", "path": str(model), "num_cpus": 0.5, "threads": 1}
+    train = {"num_cpus": 0.5, "threads": 1, "settings": {"steps": 2, "batch_size": 4, "lr": 0.01, "max_seq_len": 256}}
+    return parse_config({
+        "run": {"name": "sz", "seed": 0, "concurrency": 32, "out_dir": str(out_dir)},
+        "program": {"name": "socratic-zero", "options": {"rounds": rounds, "k": 4, "new_per_round": 3, **options}},
+        "tasks": {"source": "generated", "steps": 1, "limit": 4, "grader": "agents_for_tests:coin_grader"},
+        "models": {"solver": tiny, "generator": tiny,
+                   "oracle": {"kind": "scripted", "path": "academe.protocols.oracles:socratic_zero_teacher",
+                              "num_cpus": 0}},
+        "agents": {"solver": {"model": "solver", "sampling": {"temperature": 1.0, "max_new_tokens": 8}},
+                   "teacher": {"model": "oracle"},
+                   "generator": {"model": "generator", "sampling": {"max_new_tokens": 8}}},
+        "training": {"solver": train, "generator": train},
+        "evaluation": {"role": "solver", "count": 4},
+    })
+
+
+def program_decisions(run_dir) -> list[dict]:
+    """Every decision a program logged (its action, with the program state), in order."""
+    lines = (run_dir / "program.jsonl").read_text().splitlines()
+    return [r["action"] for r in map(json.loads, lines) if r["type"] == "decision"]

@@ -4,7 +4,7 @@ import pytest
 
 from academe.agents import Reply, SubStep, Task
 from academe.agents.records import Prompt
-from academe.protocols import (END, Done, EpisodeState, Next, Outcome, Phase, Protocol, ProtocolError, TransitionError,
+from academe.protocols import (END, Answer, Done, EpisodeState, Next, Outcome, Phase, Protocol, ProtocolError, TransitionError,
                                ask, get_protocol, socratic, user)
 from academe.protocols.oracles import guessing_student, socratic_teacher
 from academe.protocols.socratic import Tutoring, TutoringOptions
@@ -14,9 +14,10 @@ TASK = Task(id="t", question="Mia has 3 apples and gets 4 more, then gives away 
                    SubStep(question="How many after giving away 2?", answer="5")))
 
 
-def said(text):
-    return Reply(text=text, prompt_tokens=1, completion_tokens=1, finish_reason="stop", model="m",
-                 model_version=0, latency_s=0.0)
+def said(text, role="any", agent="x", seat=0):
+    reply = Reply(text=text, prompt_tokens=1, completion_tokens=1, finish_reason="stop", model="m",
+                  model_version=0, latency_s=0.0)
+    return Answer(role=role, seat=seat, agent=agent, reply=reply)
 
 
 def play(student_lines, teacher=None, max_turns=4):
@@ -26,10 +27,10 @@ def play(student_lines, teacher=None, max_turns=4):
     phases = []
     while isinstance(step, Next):
         phases.append(step.phase)
-        if socratic.role_of(step.phase) == "student":
+        if socratic.speakers(step.phase) == ("student",):
             reply = said(next(lines))
         else:
-            reply = said(teacher(step) if teacher else socratic_teacher(Prompt(messages=step.prompts[0], task=TASK)))
+            reply = said(teacher(step) if teacher else socratic_teacher(Prompt(messages=step.asks[0].messages, task=TASK)))
         step = socratic.step(step.phase, step.state, [reply])
     return step, phases
 
@@ -85,11 +86,11 @@ def test_episode_state_round_trips_through_json():
 def test_student_sees_teacher_as_user_and_teacher_sees_student_as_user():
     step = socratic.begin(TASK)
     step = socratic.step("attempt", step.state, [said("Answer: 9")])
-    teacher_prompt = step.prompts[0]
+    teacher_prompt = step.asks[0].messages
     assert [m.role for m in teacher_prompt] == ["user", "user"] and "Correct answer: 5" in teacher_prompt[0].content
     step = socratic.step("guide", step.state, [said("(focus) How many after getting 4?")])
-    assert [m.role for m in step.prompts[0]] == ["user", "assistant", "user"]
-    assert "Correct answer" not in step.prompts[0][0].content  # the student is not told
+    assert [m.role for m in step.asks[0].messages] == ["user", "assistant", "user"]
+    assert "Correct answer" not in step.asks[0].messages[0].content  # the student is not told
 
 
 def test_options_are_validated_with_the_field_named():
@@ -131,7 +132,7 @@ def test_engine_refuses_unreachable_phases():
 
 
 def test_engine_refuses_phases_that_can_never_end():
-    with pytest.raises(ProtocolError, match="loop.*can never end"):
+    with pytest.raises(ProtocolError, match="from phase\\(s\\) loop the end can never be reached"):
         make(phases={"one": Phase("a", noop, then=("loop", END)), "loop": Phase("b", noop, then=("loop",))})
 
 
@@ -153,11 +154,11 @@ def test_engine_raises_on_a_transition_the_graph_does_not_allow():
 
 def test_bindings_must_cover_every_role_and_only_those():
     with pytest.raises(ProtocolError, match="role\\(s\\) teacher have no agent"):
-        socratic.check_bindings({"student": "s"})
+        socratic.check_bindings({"student": ["s"]})
     with pytest.raises(ProtocolError, match="no role\\(s\\) judge"):
-        socratic.check_bindings({"student": "s", "teacher": "t", "judge": "j"})
+        socratic.check_bindings({"student": ["s"], "teacher": ["t"], "judge": ["j"]})
 
 
 def test_unknown_protocol_lists_the_known_ones():
-    with pytest.raises(ProtocolError, match="unknown protocol 'debate'; known: socratic"):
+    with pytest.raises(ProtocolError, match="unknown protocol 'debate'; known: make-problem, socratic, solve-and-verify"):
         get_protocol("debate")

@@ -38,7 +38,7 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(ray_local, tmp_path,
     (run_dir,) = (tmp_path / "killed").iterdir()
     before = list(read_steps(run_dir))
     assert 40 <= len(before) and not (run_dir / "summary.json").exists()
-    finished_before = sum(r["outcome"] is not None for r in before)
+    finished_before = sum(r.outcome is not None for r in before)
     assert finished_before < 24  # it really was cut short
 
     summary = resume_run(run_dir)
@@ -46,5 +46,5 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(ray_local, tmp_path,
 
     reference, _ = start_run(cfg.replace(run=cfg.run.replace(out_dir=str(tmp_path / "whole"))))
     assert transcripts(run_dir) == transcripts(reference)
-    steps = [(r["episode"], r["step"]) for r in read_steps(run_dir)]
+    steps = [(r.episode, r.step) for r in read_steps(run_dir)]
     assert len(steps) == len(set(steps))  # nothing duplicated

@@ -46,10 +46,9 @@ def test_a_failing_agent_ends_its_episodes_cleanly_and_the_run_goes_on(ray_local
     teacher = {"kind": "scripted", "path": "agents_for_tests:teacher_that_fails_sometimes", "num_cpus": 0}
     run_dir, summary = start_run(config(tmp_path, teacher=teacher, episodes=10))
     assert summary["episodes"] == 10
-    failed = {e: r["outcome"] for r in read_steps(run_dir) if r["outcome"] and r["outcome"]["error"]
-              for e in [r["episode"]]}
+    failed = {r.episode: r.outcome for r in read_steps(run_dir) if r.outcome and r.outcome.error}
     assert set(failed) <= {3, 7} and failed  # only the tasks the teacher cannot handle
-    assert all("cannot handle that task" in o["error"] for o in failed.values())
+    assert all("cannot handle that task" in o.error for o in failed.values())
     frame = read_messages(run_dir).to_pandas()
     assert (frame[frame.finish_reason == "error"].role == "teacher").all()
 
@@ -62,7 +61,7 @@ def test_a_dead_actor_gets_its_batch_again_and_no_turn_is_duplicated(ray_local, 
     run_dir, summary = start_run(config(tmp_path, student=student, episodes=12, concurrency=12))
     assert not Path(os.environ["ACADEME_TEST_MARKER"]).exists()  # it did die
     assert summary["episodes"] == 12 and summary["errors"] == 0
-    steps = collections.Counter((r["episode"], r["step"]) for r in read_steps(run_dir))
+    steps = collections.Counter((r.episode, r.step) for r in read_steps(run_dir))
     assert max(steps.values()) == 1
     frame = read_messages(run_dir).to_pandas()
     assert len(frame) == summary["messages_this_session"]

@@ -31,8 +31,8 @@ def test_socratic_declaration_gives_the_solving_reply_for_the_unaided_question(l
     for ex in examples:
         assert "Solve this problem" in ex.messages[-1].content  # the first, unaided prompt
         assert ex.messages[-1].content.count("\n") >= 1 and len(ex.messages) == 1
-    by_episode = {r["episode"]: r for r in records if r["outcome"]}
-    assert all(by_episode[ex.episode]["outcome"]["solved"] for ex in examples)
+    by_episode = {r.episode: r for r in records if r.outcome}
+    assert all(by_episode[ex.episode].outcome.solved for ex in examples)
 
 
 def test_preference_pairs_put_solved_against_unsolved_replies_to_the_same_prompt(logged):

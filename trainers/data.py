@@ -12,23 +12,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from academe.agents.records import ChatMessage, Record
-from academe.protocols.engine import SFT, Distill, Preference, TrainSpec
-
-
-class SFTExample(Record):
-    messages: tuple[ChatMessage, ...]
-    target: str
-    episode: int
-    step: int
-    model_version: int
-
-
-class PreferencePair(Record):
-    messages: tuple[ChatMessage, ...]
-    chosen: str
-    rejected: str
-    task: str
+from academe.agents.records import PreferencePair, Record, SFTExample
+from academe.protocols.engine import SFT, Distill, Outcome, Preference, TrainSpec
+from academe.simulation.records import StepRecord, TurnRecord
 
 
 class LogFilter(Record):
@@ -37,66 +23,73 @@ class LogFilter(Record):
     min_version: int | None = None
     max_version: int | None = None
 
-    def keeps(self, turn: dict) -> bool:
-        version = turn["reply"]["model_version"]
+    def keeps(self, turn: TurnRecord) -> bool:
+        version = turn.reply.model_version
         return (self.min_version is None or version >= self.min_version) and (
             self.max_version is None or version <= self.max_version)
 
 
-def episodes(records: Iterable[dict]) -> list[tuple[list[dict], dict | None]]:
-    """(turn records in order, outcome or None) per episode, turns annotated with their phase."""
-    grouped: dict[tuple, list[dict]] = defaultdict(list)
+class LoggedTurn(Record):
+    """A turn with the step and phase it was logged in."""
+
+    episode: int
+    step: int
+    phase: str
+    turn: TurnRecord
+
+
+def episodes(records: Iterable[StepRecord]) -> list[tuple[list[LoggedTurn], Outcome | None]]:
+    """(answered turns in order, outcome or None) per episode; failed turns are left out."""
+    grouped: dict[tuple, list[StepRecord]] = defaultdict(list)
     for record in records:
-        grouped[(record["run"], record["episode"])].append(record)
+        grouped[(record.run, record.episode)].append(record)
     out = []
     for key in sorted(grouped):
-        steps = sorted(grouped[key], key=lambda r: r["step"])
-        turns = [dict(t, phase=r["phase"], step=r["step"], episode=r["episode"]) for r in steps for t in r["turns"]
-                 if t["reply"]["finish_reason"] != "error"]
-        out.append((turns, steps[-1]["outcome"]))
+        steps = sorted(grouped[key], key=lambda r: r.step)
+        turns = [LoggedTurn(episode=r.episode, step=r.step, phase=r.phase, turn=t) for r in steps for t in r.turns
+                 if t.reply.finish_reason != "error"]
+        out.append((turns, steps[-1].outcome))
     return out
 
 
-def _outcome_matches(when: str, outcome: dict | None) -> bool:
-    if outcome is None or outcome.get("error"):
+def _outcome_matches(when: str, outcome: Outcome | None) -> bool:
+    if outcome is None or outcome.error:
         return False
-    return when == "always" or outcome["solved"] == (when == "solved")
+    return when == "always" or (outcome.solved is not None and outcome.solved == (when == "solved"))
 
 
-def _prompt(turn: dict) -> tuple[ChatMessage, ...]:
-    return tuple(ChatMessage.model_validate(m) for m in turn["prompt"]["messages"])
-
-
-def sft_examples(records: Iterable[dict], spec: SFT, where: LogFilter = LogFilter()) -> list[SFTExample]:
+def sft_examples(records: Iterable[StepRecord], spec: SFT, where: LogFilter = LogFilter()) -> list[SFTExample]:
     examples = []
     for turns, outcome in episodes(records):
         if not _outcome_matches(spec.when, outcome):
             continue
-        mine = [t for t in turns if t["role"] == spec.role]
-        chosen = [t for t in mine if t["phase"] in spec.phases and where.keeps(t)]
+        mine = [t for t in turns if t.turn.role == spec.role]
+        chosen = [t for t in mine if t.phase in spec.phases and where.keeps(t.turn)]
         if spec.turns == "last":
             chosen = chosen[-1:] if chosen and chosen[-1] is mine[-1] else []
-        for turn in chosen:
-            source = mine[0] if spec.prompt == "first" else turn
-            examples.append(SFTExample(messages=_prompt(source), target=turn["reply"]["text"],
-                                       episode=turn["episode"], step=turn["step"],
-                                       model_version=turn["reply"]["model_version"]))
+        for logged in chosen:
+            source = mine[0] if spec.prompt == "first" else logged
+            examples.append(SFTExample(messages=source.turn.prompt.messages, target=logged.turn.reply.text,
+                                       episode=logged.episode, step=logged.step,
+                                       model_version=logged.turn.reply.model_version))
     return examples
 
 
-def preference_pairs(records: Iterable[dict], spec: Preference, where: LogFilter = LogFilter()) -> list[PreferencePair]:
+def preference_pairs(records: Iterable[StepRecord], spec: Preference,
+                     where: LogFilter = LogFilter()) -> list[PreferencePair]:
     """Replies to the same prompt from solved (chosen) and unsolved (rejected) episodes of one task."""
     by_prompt: dict[str, dict[bool, list[str]]] = defaultdict(lambda: {True: [], False: []})
     prompts, tasks = {}, {}
     for turns, outcome in episodes(records):
-        if outcome is None or outcome.get("error"):
+        if outcome is None or outcome.error or outcome.solved is None:
             continue
-        for turn in turns:
-            if turn["role"] == spec.role and turn["phase"] in spec.phases and where.keeps(turn):
-                key = json.dumps(turn["prompt"]["messages"])
-                by_prompt[key][outcome["solved"]].append(turn["reply"]["text"])
-                prompts[key] = _prompt(turn)
-                tasks[key] = (turn["prompt"].get("task") or {}).get("id", "")
+        for logged in turns:
+            turn = logged.turn
+            if turn.role == spec.role and logged.phase in spec.phases and where.keeps(turn):
+                key = json.dumps([m.model_dump() for m in turn.prompt.messages])
+                by_prompt[key][outcome.solved].append(turn.reply.text)
+                prompts[key] = turn.prompt.messages
+                tasks[key] = turn.prompt.task.id if turn.prompt.task else ""
     pairs = []
     for key, replies in by_prompt.items():
         for chosen, rejected in zip(replies[True], replies[False]):
@@ -105,13 +98,14 @@ def preference_pairs(records: Iterable[dict], spec: Preference, where: LogFilter
     return pairs
 
 
-def distill_examples(records: Iterable[dict], spec: Distill, where: LogFilter = LogFilter()) -> list[SFTExample]:
+def distill_examples(records: Iterable[StepRecord], spec: Distill,
+                     where: LogFilter = LogFilter()) -> list[SFTExample]:
     """The teacher's replies in ``phases``, as targets for the prompt the teacher was given."""
     as_sft = SFT(role=spec.teacher, phases=spec.phases, when="always")
     return sft_examples(records, as_sft, where)
 
 
-def build(records: Sequence[dict], spec: TrainSpec, where: LogFilter = LogFilter()):
+def build(records: Sequence[StepRecord], spec: TrainSpec, where: LogFilter = LogFilter()):
     if isinstance(spec, SFT):
         return sft_examples(records, spec, where)
     if isinstance(spec, Preference):

@@ -7,7 +7,7 @@ from typing import Sequence
 from academe.agents.agent import AgentSpec
 from academe.agents.records import Sampling, Task
 from academe.protocols.engine import Next, Options, Protocol
-from academe.protocols.grading import is_correct
+from academe.protocols.grading import grade
 from academe.simulation.actors import ModelPool
 
 
@@ -17,10 +17,10 @@ def opening_prompts(protocol: Protocol, options: Options, agent: AgentSpec, task
     prompts = []
     for task in tasks:
         first = protocol.begin(task, options)
-        if not isinstance(first, Next) or protocol.role_of(first.phase) != agent.role:
+        if not isinstance(first, Next) or (first.asks[0].role or protocol.speakers(first.phase)[0]) != agent.role:
             raise ValueError(f"protocol {protocol.name!r} does not open with the {agent.role!r} role; "
                              "held-out evaluation asks the opening question of that role")
-        prompts.append(greedy.prompt(first.prompts[0], seed=0, task=task))
+        prompts.append(greedy.prompt(first.asks[0].messages, seed=0, task=task))
     return prompts
 
 
@@ -31,5 +31,5 @@ async def accuracy(pool: ModelPool, agent: AgentSpec, protocol: Protocol, option
     replies = []
     for i in range(0, len(prompts), batch):
         replies += await pool.generate(agent.model, prompts[i:i + batch])
-    right = sum(is_correct(r.text, t.answer) for r, t in zip(replies, tasks))
+    right = sum(grade(t, r.text) is True for r, t in zip(replies, tasks))
     return right / len(tasks), replies[-1].model_version

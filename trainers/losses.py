@@ -31,8 +31,9 @@ def encode(tokenizer, messages: Sequence[ChatMessage], target: str, max_len: int
     return prompt_ids + target_ids, [IGNORE] * len(prompt_ids) + target_ids
 
 
-def collate(pairs: Sequence[tuple[list[int], list[int]]], pad_id: int, device) -> dict[str, torch.Tensor]:
-    """Right-padded batch of (input ids, labels)."""
+def collate(pairs: Sequence[tuple[list[int], list[int]]], pad_id: int, device,
+            weights: Sequence[float] | None = None) -> dict[str, torch.Tensor]:
+    """Right-padded batch of (input ids, labels), with each row's loss weight if given."""
     width = max(len(ids) for ids, _ in pairs)
     ids = torch.full((len(pairs), width), pad_id, dtype=torch.long)
     labels = torch.full((len(pairs), width), IGNORE, dtype=torch.long)
@@ -41,7 +42,10 @@ def collate(pairs: Sequence[tuple[list[int], list[int]]], pad_id: int, device) -
         ids[row, : len(i)] = torch.tensor(i)
         labels[row, : len(l)] = torch.tensor(l)
         mask[row, : len(i)] = 1
-    return {"input_ids": ids.to(device), "labels": labels.to(device), "attention_mask": mask.to(device)}
+    batch = {"input_ids": ids.to(device), "labels": labels.to(device), "attention_mask": mask.to(device)}
+    if weights is not None:
+        batch["weights"] = torch.tensor(weights, dtype=torch.float32, device=device)
+    return batch
 
 
 def target_logprobs(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,8 +64,11 @@ def target_logprobs(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor
 
 
 def sft_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean negative log-likelihood per target token (the prompt is not trained on)."""
+    """Negative log-likelihood per target token (the prompt is not trained on); each row's tokens
+    count by the row's weight, if the batch has weights (value-weighted SFT)."""
     logps, counts = target_logprobs(model, batch)
+    if "weights" in batch:
+        logps = logps * batch["weights"]
     return -logps.sum() / counts.sum().clamp(min=1)
 
 

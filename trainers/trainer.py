@@ -18,11 +18,11 @@ from typing import Literal, Sequence
 import torch
 from academe.agents.backends.base import ModelSpec
 from academe.agents.models import local_folder
-from academe.agents.records import Record
+from academe.agents.records import PreferencePair, Record, SFTExample
 from academe.simulation.config import TrainSettings
-from academe.trainers.data import PreferencePair, SFTExample
 from academe.trainers.losses import collate, dpo_loss, encode, sft_loss, target_logprobs
 
+REPORT_FILE = "report.json"
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -83,7 +83,6 @@ class Trainer:
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=settings.lr, weight_decay=settings.weight_decay)
         self.version = 0
-        self.rng = random.Random(settings.seed)
         self.live = {"phase": None, "step": 0, "steps": 0, "loss": None, "samples_per_s": 0.0}
 
     # ---- training ----
@@ -91,20 +90,26 @@ class Trainer:
         return encode(self.tokenizer, messages, target, self.settings.max_seq_len)
 
     def train_sft(self, examples: Sequence[SFTExample], steps: int | None = None) -> PhaseReport:
-        encoded = [self._encode(e.messages, e.target) for e in examples]
+        """SFT on the examples; each example's loss counts by its ``weight``."""
+        encoded = [(self._encode(e.messages, e.target), e.weight) for e in examples]
         return self._phase("sft", encoded, steps or self.settings.steps, self._sft_step)
 
     def train_dpo(self, pairs: Sequence[PreferencePair], steps: int | None = None) -> PhaseReport:
         encoded = [(self._encode(p.messages, p.chosen), self._encode(p.messages, p.rejected)) for p in pairs]
+        reference = []
         with torch.no_grad():  # the reference policy is the model as this phase starts
             self.model.eval()
-            reference = [tuple(target_logprobs(self.model, collate([side], self._pad, self.device))[0].item()
-                               for side in pair) for pair in encoded]
+            for i in range(0, len(encoded), self.settings.batch_size):
+                chunk = encoded[i:i + self.settings.batch_size]
+                sides = [target_logprobs(self.model, collate([pair[side] for pair in chunk], self._pad, self.device))[0]
+                         for side in (0, 1)]
+                reference += list(zip(sides[0].tolist(), sides[1].tolist()))
         items = [(pair, ref) for pair, ref in zip(encoded, reference)]
         return self._phase("dpo", items, steps or self.settings.steps, self._dpo_step)
 
     def _sft_step(self, batch) -> tuple[torch.Tensor, int, float | None]:
-        tensors = collate(batch, self._pad, self.device)
+        weights = [w for _, w in batch]
+        tensors = collate([e for e, _ in batch], self._pad, self.device, None if set(weights) == {1.0} else weights)
         return sft_loss(self.model, tensors), int(tensors["attention_mask"].sum()), None
 
     def _dpo_step(self, batch) -> tuple[torch.Tensor, int, float | None]:
@@ -120,6 +125,9 @@ class Trainer:
         if not items:
             raise ValueError(f"a {kind} phase needs at least one example (got none)")
         good = {name: p.detach().clone() for name, p in self.model.named_parameters() if p.requires_grad}
+        # Seeded by the version it starts from: a phase redone after a resume draws the same batches.
+        rng = random.Random(f"{self.settings.seed}/{self.version}")
+        torch.manual_seed(rng.getrandbits(63))
         losses, margins, tokens = [], [], 0
         start = time.perf_counter()
         try:
@@ -130,7 +138,7 @@ class Trainer:
                 while len(batch) < self.settings.batch_size:
                     if not order:
                         order = list(items)
-                        self.rng.shuffle(order)
+                        rng.shuffle(order)
                     batch.append(order.pop())
                     if len(batch) == len(items):
                         break
@@ -173,8 +181,9 @@ class Trainer:
     def loss_on(self, examples: Sequence[SFTExample]) -> float:
         """SFT loss on these examples without training (for checks and reports)."""
         encoded = [self._encode(e.messages, e.target) for e in examples]
+        weights = [e.weight for e in examples]
         with torch.no_grad():
-            return float(sft_loss(self.model, collate(encoded, self._pad, self.device)))
+            return float(sft_loss(self.model, collate(encoded, self._pad, self.device, weights)))
 
     def margin_on(self, pairs: Sequence[PreferencePair]) -> float:
         """Mean log-probability margin of chosen over rejected replies under the current weights."""
@@ -228,8 +237,9 @@ class Trainer:
                                                       "target_modules": list(LORA_TARGETS)}
 
     # ---- checkpoints ----
-    def save(self, folder: str | Path) -> Path:
-        """Versioned checkpoint: weights (safetensors), optimizer, and the trainer state."""
+    def save(self, folder: str | Path, report: dict | None = None) -> Path:
+        """Versioned checkpoint: weights (safetensors), optimizer, the trainer state, and (if given)
+        the report of the phase that made it, all or nothing (written aside, then renamed)."""
         from safetensors.torch import save_file
 
         folder = Path(folder) / f"v{self.version:05d}"
@@ -240,6 +250,8 @@ class Trainer:
         torch.save(self.optimizer.state_dict(), partial / "optimizer.pt")
         state = {"version": self.version, "model": self.spec.display_name, **self._identity()}
         (partial / "trainer_state.json").write_text(json.dumps(state, indent=2))
+        if report is not None:
+            (partial / REPORT_FILE).write_text(json.dumps(report, indent=2))
         if folder.exists():
             import shutil
 

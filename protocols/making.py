@@ -1,0 +1,62 @@
+"""Tasks written by agents: parse a reply into a problem with its reference answer, and refuse
+near-duplicates of what the pool already holds (rapidfuzz's normalised Indel similarity)."""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+from rapidfuzz import fuzz, process, utils
+
+from academe.agents.records import Task
+from academe.protocols.grading import answer_text
+
+_PROBLEM = re.compile(r"problem\s*:\s*", re.IGNORECASE)
+_ANSWER = re.compile(r"(?:^|\n)\s*\**\s*answer\s*\**\s*[:=]\s*(.+)", re.IGNORECASE)
+MIN_QUESTION_CHARS = 15
+
+
+class NotAProblem(ValueError):
+    """A reply that does not hold a usable problem; the message is the reason."""
+
+
+def parse_problem(text: str, numeric: bool = True) -> tuple[str, str]:
+    """``(question, answer)`` from a reply of the form "Problem: ... Answer: <answer>".
+
+    The answer is the last "Answer:" line; with ``numeric``, the number it gives, as written.
+    """
+    found = list(_ANSWER.finditer(text))
+    if not found:
+        raise NotAProblem("no 'Answer: ...' line")
+    last = found[-1]
+    stated = last.group(1).strip()
+    answer = answer_text(f"Answer: {stated}") if numeric else stated
+    if not answer:
+        raise NotAProblem(f"the answer {stated[:40]!r} is not a number")
+    body = text[: last.start()]
+    marker = _PROBLEM.search(body)
+    question = (body[marker.end():] if marker else body).strip()
+    if len(question) < MIN_QUESTION_CHARS:
+        raise NotAProblem(f"the problem text is too short ({len(question)} characters)")
+    return question, answer
+
+
+class NearDuplicates:
+    """Questions seen so far; ``match`` finds one at least ``threshold`` similar (0..1) to a new one."""
+
+    def __init__(self, questions: Iterable[str], threshold: float):
+        self.threshold = threshold
+        self.questions = list(questions)
+
+    def match(self, question: str) -> str | None:
+        best = process.extractOne(question, self.questions, scorer=fuzz.ratio, processor=utils.default_process,
+                                  score_cutoff=100 * self.threshold)
+        return best[0] if best else None
+
+    def add(self, question: str) -> None:
+        self.questions.append(question)
+
+
+def made_task(text: str, task_id: str, grader: str = "numeric") -> Task:
+    question, answer = parse_problem(text, numeric=grader == "numeric")
+    return Task(id=task_id, question=question, answer=answer, grader=grader)

@@ -1,0 +1,199 @@
+"""Socratic-Zero as pure functions: pairs, zones, weights, new problems, rounds (milliseconds)."""
+
+import json
+import math
+
+import pytest
+
+from academe.agents.records import Task
+from academe.protocols import ProtocolError, TransitionError, get_program
+from academe.protocols.oracles import problem_maker, verifier
+from academe.protocols.program import Episodes, Evaluate, Program, RunEpisodes, Stage, Stop, Train
+from academe.protocols.socratic_zero import (AttemptOptions, CoEvolution, CoEvolutionOptions, Failure, Made, attempts,
+                                             correct_vs_incorrect, make_problem, parse_verdict, socratic_zero, tried,
+                                             weight, zone)
+from academe.protocols.tasks import generate_word_problems
+from pure_play import play_episode, play_program, reply
+
+TASKS = tuple(generate_word_problems(4, steps=1, seed=7))
+
+
+def solver_right_on(pattern):
+    """A solver whose i-th attempt is right where ``pattern[i]`` is 'R', wrong (each wrong differently) else."""
+    def solve(prompt):
+        i = prompt.seed % 10
+        return f"Answer: {prompt.task.answer}" if pattern[i] == "R" else f"Answer: {1000 + i}"
+    return solve
+
+
+def teacher():
+    return [("oracle", lambda p: verifier(p) if "Verdict" in p.messages[-1].content else problem_maker(p))]
+
+
+def test_pairs_are_exactly_every_correct_attempt_against_every_incorrect_one():
+    result = play_episode(attempts, TASKS[0], AttemptOptions(k=5),
+                          {"solver": [("s", solver_right_on("RWRWW"))], "teacher": teacher()})
+    assert result.state.verdicts == (True, False, True, False, False)
+    assert result.outcome.score == pytest.approx(0.4) and result.outcome.solved
+    pairs = correct_vs_incorrect(result)
+    right, wrong = {result.state.attempts[i] for i in (0, 2)}, {result.state.attempts[i] for i in (1, 3, 4)}
+    assert len(pairs) == 2 * 3
+    assert {(p.chosen, p.rejected) for p in pairs} == {(c, w) for c in right for w in wrong}
+    assert all(p.messages == result.turns[0].asked and p.task == TASKS[0].id for p in pairs)
+    # all right, or all wrong: nothing to prefer
+    for pattern in ("RRRRR", "WWWWW"):
+        alone = play_episode(attempts, TASKS[0], AttemptOptions(k=5),
+                             {"solver": [("s", solver_right_on(pattern))], "teacher": teacher()})
+        assert correct_vs_incorrect(alone) == []
+
+
+def test_a_verdict_that_does_not_parse_counts_as_neither():
+    assert parse_verdict("Verdict: correct") is True and parse_verdict("verdict: **Incorrect**") is False
+    assert parse_verdict("It looks fine to me") is None
+    result = play_episode(attempts, TASKS[0], AttemptOptions(k=2), {
+        "solver": [("s", solver_right_on("RW"))], "teacher": [("t", lambda p: "hmm, maybe")]})
+    assert result.state.verdicts == (None, None) and result.outcome.metrics["unverified"] == 2
+    assert correct_vs_incorrect(result) == [] and result.state.success_rate == 0.0
+
+
+def test_zones_and_weights_of_new_problems_from_their_success_rates():
+    options = CoEvolutionOptions(k=8, sigma=0.2)
+    new = [Task(id=f"n{i}", question=f"new problem number {i} with some words", answer="1") for i in range(4)]
+    state = CoEvolution(options=options, pool=(), made=tuple(
+        Made(task=t.replace(origin={"round": 0, "parent": "p", "episode": 10 + i, "agent": "t", "model": "m",
+                                    "model_version": 0}),
+             asked=(), written=f"Problem: {t.question}\nAnswer: 1") for i, t in enumerate(new)))
+    rates = [0 / 8, 4 / 8, 8 / 8, 2 / 8]
+    episodes = []
+    for t, s in zip(state.made, rates):
+        verdicts = tuple(i < s * 8 for i in range(8))
+        result = play_episode(attempts, t.task, AttemptOptions(k=8), {
+            "solver": [("s", lambda p: "x")], "teacher": [("t", lambda p, v=iter(verdicts): f"Verdict: "
+                                                           f"{'correct' if next(v) else 'incorrect'}")]})
+        episodes.append(result)
+    action = tried(state, Episodes(episodes=tuple(episodes)))
+    after = action.state
+    assert [p.zone for p in after.pool] == ["too hard", "learning", "mastered", "learning"]
+    assert [p.success for p in after.pool] == rates
+    expected = [math.exp(-((s - 0.5) ** 2) / (2 * 0.2**2)) for s in rates]
+    assert [e.weight for e in after.examples] == pytest.approx(expected)
+    assert after.examples[1].weight == pytest.approx(1.0) and after.examples[0].weight == pytest.approx(0.0439, abs=1e-4)
+    assert [e.target for e in after.examples] == [m.written for m in state.made]
+    assert after.report.weights == tuple(e.weight for e in after.examples)
+    assert zone(1.0, options) == "mastered" and zone(0.0, options) == "too hard" and weight(0.5, 1) == 1.0
+
+
+def test_making_a_problem_parses_the_reply_or_says_why_not():
+    failure = Failure(**TASKS[0].model_dump(), attempt="Answer: 3")
+    made = play_episode(make_problem, failure, make_problem.options(), {"teacher": teacher()})
+    assert made.state.made is not None and made.state.made.answer.isdigit() and made.outcome.metrics["made"] == 1
+    for text, reason in [("Here is a problem about apples.", "no 'Answer"), ("Problem: Mia has 3.\nAnswer: 4", "too short"),
+                         ("Problem: Mia has 3 apples and eats one. How many?\nAnswer: three", "not a number")]:
+        bad = play_episode(make_problem, failure, make_problem.options(), {"teacher": [("t", lambda p, t=text: t)]})
+        assert bad.state.made is None and reason in bad.state.reason and bad.outcome.metrics["made"] == 0
+    with pytest.raises(TransitionError, match="runs on Failure tasks"):
+        make_problem.begin(TASKS[0])
+
+
+def test_two_rounds_grow_the_pool_from_failures_and_train_both_models():
+    agents = {"solver": [("s", solver_right_on("RWWRWWRWWR"))], "teacher": teacher(), "generator": [("g", None)]}
+    held_out = (generate_word_problems(1, steps=1, seed=99)[0],)
+    stop, actions = play_program(socratic_zero, TASKS, held_out, CoEvolutionOptions(rounds=2, k=4, new_per_round=3),
+                                 agents, accuracy=lambda r: 0.1 * r)
+    assert isinstance(stop, Stop) and stop.state.round == 2
+    kinds = [(a.kind, a.stage) for a in actions]
+    one_round = [("episodes", "attempted"), ("episodes", "made"), ("episodes", "tried"), ("train", "solver_trained"),
+                 ("train", "generator_trained"), ("evaluate", "evaluated")]
+    assert kinds == [("evaluate", "measured")] + one_round * 2
+    first, second = stop.state.reports
+    assert first.failures == 3 and first.made == 3 and len(first.weights) == 3
+    assert len(stop.state.pool) == 4 + first.made + second.made
+    made = [p.task for p in stop.state.pool[4:]]
+    assert all(t.origin is not None and t.origin.parent in {x.id for x in TASKS} | {m.id for m in made} for t in made)
+    assert [t.origin.round for t in made] == [0] * first.made + [1] * second.made
+    assert first.solver.version == 1 and second.generator.version == 2
+    assert stop.summary["baseline"] == 0.0 and stop.summary["accuracy"] == [0.0, 0.1]  # measured in rounds 0, 0, 1
+    trains = [a for a in actions if isinstance(a, Train)]
+    assert trains[0].role == "solver" and trains[0].pairs and trains[1].role == "generator" and trains[1].sft
+    # 4 seed problems and 3 new ones, k=4 attempts each, attempts 0 and 3 right: 2 x 2 pairs per problem
+    assert first.attempted == 4 and len(trains[0].pairs) == first.pairs == (4 + 3) * 2 * 2
+
+
+def test_new_problems_that_copy_the_pool_or_the_held_out_set_are_dropped():
+    copier = [("t", lambda p: verifier(p) if "Verdict" in p.messages[-1].content
+               else f"Problem: {TASKS[1].question}\nAnswer: {TASKS[1].answer}")]
+    held_out = (TASKS[3],)
+    agents = {"solver": [("s", solver_right_on("RWWRWWRWWR"))], "teacher": copier, "generator": [("g", None)]}
+    stop, _ = play_program(socratic_zero, TASKS[:3], held_out, CoEvolutionOptions(rounds=1, k=4), agents)
+    (report,) = stop.state.reports
+    assert report.made == 0 and report.dropped == {"near-duplicate of a known problem": 3}
+    copier = [("t", lambda p: verifier(p) if "Verdict" in p.messages[-1].content
+               else f"Problem: {TASKS[3].question}\nAnswer: {TASKS[3].answer}")]
+    stop, _ = play_program(socratic_zero, TASKS[:3], held_out, CoEvolutionOptions(rounds=1, k=4),
+                           dict(agents, teacher=copier))
+    assert stop.state.reports[0].made == 0 and stop.state.reports[0].dropped == {"near-duplicate of a known problem": 3}
+
+
+def test_training_waits_for_the_first_training_round():
+    agents = {"solver": [("s", solver_right_on("RWWRWWRWWR"))], "teacher": teacher(), "generator": [("g", None)]}
+    _, actions = play_program(socratic_zero, TASKS, (), CoEvolutionOptions(rounds=2, k=4, train_from_round=1), agents)
+    assert [a.state.round for a in actions if isinstance(a, Train)] == [1, 1]
+
+
+def test_program_state_round_trips_through_its_log_record():
+    agents = {"solver": [("s", solver_right_on("RWWRWWRWWR"))], "teacher": teacher(), "generator": [("g", None)]}
+    stop, actions = play_program(socratic_zero, TASKS, TASKS[:1], CoEvolutionOptions(rounds=1, k=4), agents)
+    from academe.simulation.program_runner import PROGRAM_RECORD, DecisionRecord
+    for n, action in enumerate(actions + [stop]):
+        line = DecisionRecord(n=n, round=action.state.round, kind=action.kind, stage=getattr(action, "stage", None),
+                              action=action, time=0.0).model_dump_json()
+        back = PROGRAM_RECORD.validate_json(line)
+        assert CoEvolution.model_validate(back.action["state"]) == action.state
+        assert json.loads(action.model_dump_json()) == back.action
+    failure_state = next(a for a in actions if isinstance(a, RunEpisodes) and a.protocol == "make-problem")
+    assert isinstance(failure_state.tasks[0], Failure) and "attempt" in json.loads(failure_state.model_dump_json())["tasks"][0]
+
+
+def test_program_graph_is_checked_like_a_protocol():
+    def anywhere(s, r):
+        return Stop(state=s)
+    base = dict(name="p", roles=("solver",), state=CoEvolution, start=lambda t, h, o: None, protocols={})
+    with pytest.raises(ProtocolError, match="stage\\(s\\) lost cannot be reached"):
+        Program(**base, first=("a",), stages={"a": Stage(anywhere, then=("<end>",)), "lost": Stage(anywhere, then=("<end>",))})
+    with pytest.raises(ProtocolError, match="from stage\\(s\\) a the end can never be reached"):
+        Program(**base, first=("a",), stages={"a": Stage(anywhere, then=("a",))})
+    with pytest.raises(ProtocolError, match="trains unknown role 'judge'"):
+        Program(**base, first=("a",), stages={"a": Stage(anywhere, then=("<end>",))}, trains={"judge": "sft"})
+    wrong_turn = Program(**dict(base, start=lambda t, h, o: Evaluate(state=CoEvolution(options=CoEvolutionOptions(),
+                                                                                        pool=()), stage="b",
+                                                                       role="solver", protocol="x")),
+                         first=("a",), stages={"a": Stage(anywhere, then=("b", "<end>")), "b": Stage(anywhere, then=("<end>",))})
+    with pytest.raises(TransitionError, match="stage '<start>' went to 'b'; allowed: a"):
+        wrong_turn.begin((), ())
+
+
+def test_programs_are_found_by_name_or_module_path():
+    assert get_program("socratic-zero") is socratic_zero
+    assert get_program("academe.protocols.socratic_zero:socratic_zero") is socratic_zero
+    with pytest.raises(ProtocolError, match="unknown program 'nope'"):
+        get_program("nope")
+    with pytest.raises(ProtocolError, match="socratic-zero' is a program: use 'program:'"):
+        from academe.protocols import get_protocol
+        get_protocol("socratic-zero")
+    with pytest.raises(ProtocolError, match="is a Protocol, not a Program"):
+        get_program("academe.protocols.socratic:socratic")
+    with pytest.raises(ProtocolError, match="cannot import 'no_such_pkg.mod' \\(No module named 'no_such_pkg'\\)"):
+        get_program("no_such_pkg.mod:thing")
+
+
+def test_the_scripted_teacher_makes_problems_near_the_failed_ones_difficulty():
+    from academe.agents.records import Prompt
+    from academe.protocols.engine import user
+    from academe.protocols.socratic_zero import make_prompt
+    hard = generate_word_problems(1, steps=3, max_value=500, seed=3)[0]
+    failure = Failure(**hard.model_dump(), attempt="Answer: 1")
+    text = problem_maker(Prompt(messages=(user(make_prompt(failure)),), task=failure.base(), seed=5))
+    assert text == problem_maker(Prompt(messages=(user(make_prompt(failure)),), task=failure.base(), seed=5))
+    question = text.split("Problem: ")[1].split("\nAnswer:")[0]
+    assert question.count("Then") == 3  # three steps, like the failed problem
+    assert reply(text).text == text
