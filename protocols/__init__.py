@@ -20,46 +20,38 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (socratic, attempts, make_p
 PROGRAMS: dict[str, Program] = {p.name: p for p in (socratic_zero, fine_tuning)}
 
 
-def _by_path(path: str, kind: type):
-    """A user's protocol or program named ``package.module:attribute``."""
-    module_name, _, attr = path.partition(":")
+def _lookup(name: str, kind: type, known: dict, other: dict, other_key: str):
+    """A built-in definition by name, or a user's named ``package.module:attribute``."""
     what = kind.__name__.lower()
+    if ":" not in name:
+        if name in known:
+            return known[name]
+        hint = f"; {name!r} is a {other_key}: use '{other_key}:' in the config" if name in other else ""
+        raise ProtocolError(f"unknown {what} {name!r}; known: {', '.join(sorted(known))}, or "
+                            f"'package.module:name' for one of your own{hint}")
+    module_name, _, attr = name.partition(":")
     if not module_name or not attr:
-        raise ProtocolError(f"{what} {path!r}: a {what} of your own is named 'package.module:attribute'")
+        raise ProtocolError(f"{what} {name!r}: a {what} of your own is named 'package.module:attribute'")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ProtocolError(f"{what} {path!r}: cannot import {module_name!r} ({exc}); is its folder on "
+        raise ProtocolError(f"{what} {name!r}: cannot import {module_name!r} ({exc}); is its folder on "
                             "PYTHONPATH or installed?") from None
     found = getattr(module, attr, None)
     if not isinstance(found, kind):
         got = "nothing" if found is None else f"a {type(found).__name__}"
-        raise ProtocolError(f"{what} {path!r}: {module_name}.{attr} is {got}, not a {kind.__name__}")
+        raise ProtocolError(f"{what} {name!r}: {module_name}.{attr} is {got}, not a {kind.__name__}")
     return found
 
 
 def get_protocol(name: str) -> Protocol:
     """A built-in protocol by name, or a user's by module path (the lookup behind configs and the CLI)."""
-    if ":" in name:
-        return _by_path(name, Protocol)
-    try:
-        return PROTOCOLS[name]
-    except KeyError:
-        hint = f"; {name!r} is a program: use 'program:' in the config" if name in PROGRAMS else ""
-        raise ProtocolError(f"unknown protocol {name!r}; known: {', '.join(sorted(PROTOCOLS))}, or "
-                            f"'package.module:name' for one of your own{hint}") from None
+    return _lookup(name, Protocol, PROTOCOLS, PROGRAMS, "program")
 
 
 def get_program(name: str) -> Program:
     """A built-in round-level program by name, or a user's by module path."""
-    if ":" in name:
-        return _by_path(name, Program)
-    try:
-        return PROGRAMS[name]
-    except KeyError:
-        hint = f"; {name!r} is a protocol: use 'protocol:' in the config" if name in PROTOCOLS else ""
-        raise ProtocolError(f"unknown program {name!r}; known: {', '.join(sorted(PROGRAMS))}, or "
-                            f"'package.module:name' for one of your own{hint}") from None
+    return _lookup(name, Program, PROGRAMS, PROTOCOLS, "protocol")
 
 
 __all__ = [

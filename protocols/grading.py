@@ -117,5 +117,8 @@ def grade(task: Task, text: str) -> bool | None:
 def check_task(task: Task) -> None:
     """Refuse a task its grader cannot judge (a numeric grader needs a numeric reference)."""
     grader(task.grader)
-    if task.grader == "numeric" and task.answer is not None and to_number(task.answer) is None:
+    if task.grader in ("numeric", "exact") and task.answer is None:
+        raise ValueError(f"task {task.id!r} has no reference answer, which the {task.grader} grader needs; give it "
+                         "an 'answer', or use grader 'none' for open instructions that a judge scores")
+    if task.grader == "numeric" and to_number(task.answer) is None:
         raise ValueError(f"task {task.id!r}: the numeric grader needs a number as the answer, got {task.answer!r}")

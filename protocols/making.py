@@ -9,7 +9,7 @@ from typing import Iterable
 from rapidfuzz import fuzz, process, utils
 
 from academe.agents.records import Task
-from academe.protocols.grading import answer_text
+from academe.protocols.grading import answer_text, numbers
 
 _PROBLEM = re.compile(r"problem\s*:\s*", re.IGNORECASE)
 _ANSWER = re.compile(r"(?:^|\n)\s*\**\s*answer\s*\**\s*[:=]\s*(.+)", re.IGNORECASE)
@@ -42,19 +42,31 @@ def parse_problem(text: str, numeric: bool = True) -> tuple[str, str]:
 
 
 class NearDuplicates:
-    """Questions seen so far; ``match`` finds one at least ``threshold`` similar (0..1) to a new one."""
+    """Questions seen so far; ``match`` finds one at least ``threshold`` similar (0..1) to a new one.
 
-    def __init__(self, questions: Iterable[str], threshold: float):
-        self.threshold = threshold
-        self.questions = list(questions)
+    With ``same_numbers``, a similar question counts only if it also has the same numbers: two
+    word problems that differ only in their numbers are different problems.
+    """
+
+    def __init__(self, questions: Iterable[str], threshold: float, same_numbers: bool = False):
+        self.threshold, self.same_numbers = threshold, same_numbers
+        self.questions: list[str] = []
+        self.numbers: list[list] = []
+        for question in questions:
+            self.add(question)
 
     def match(self, question: str) -> str | None:
-        best = process.extractOne(question, self.questions, scorer=fuzz.ratio, processor=utils.default_process,
-                                  score_cutoff=100 * self.threshold)
-        return best[0] if best else None
+        similar = process.extract(question, self.questions, scorer=fuzz.ratio, processor=utils.default_process,
+                                  score_cutoff=100 * self.threshold, limit=None)
+        mine = sorted(numbers(question))
+        for found, _, index in similar:
+            if not self.same_numbers or self.numbers[index] == mine:
+                return found
+        return None
 
     def add(self, question: str) -> None:
         self.questions.append(question)
+        self.numbers.append(sorted(numbers(question)))
 
 
 def made_task(text: str, task_id: str, grader: str = "numeric") -> Task:

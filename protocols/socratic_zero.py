@@ -146,6 +146,7 @@ class CoEvolutionOptions(Options):
     too_hard_at: float = Field(0.0, ge=0, lt=1, description="success rate at or below which a problem is too hard")
     new_per_round: int | None = Field(None, ge=1, description="at most this many failures made into new problems per round")
     similarity: float = Field(0.9, gt=0, le=1, description="a new problem this similar (0..1) to a known one is dropped")
+    numbers_matter: bool = Field(True, description="a similar problem with other numbers is a new problem, not a copy")
 
 
 class Problem(Record):
@@ -253,7 +254,8 @@ def attempted(s: CoEvolution, result: Episodes):
 
 
 def made(s: CoEvolution, result: Episodes):
-    known = NearDuplicates([p.task.question for p in s.pool] + list(s.reserved), s.options.similarity)
+    known = NearDuplicates([p.task.question for p in s.pool] + list(s.reserved), s.options.similarity,
+                           same_numbers=s.options.numbers_matter)
     kept, dropped = [], {}
     for e in result.episodes:
         new, reason = e.state.made, e.state.reason

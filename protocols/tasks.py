@@ -1,7 +1,10 @@
-"""Where problems come from: GSM8K-format files, HF datasets, and a built-in word-problem generator.
+"""Where problems come from: task files, HF datasets, and a built-in word-problem generator.
 
-GSM8K's Socratic answers hold one ``sub-question ** worked step`` per line and end in
-``#### <number>``; each line becomes a reference sub-step that oracle teachers can walk.
+A task file row is GSM8K-format (``question``, ``answer`` ending in ``#### <number>``: GSM8K's
+Socratic answers hold one ``sub-question ** worked step`` per line, each becoming a reference
+sub-step that oracle teachers can walk), or any row with a ``question`` (or an ``instruction``
+and optional ``input``) and an optional plain ``answer``: an open instruction has none, and a
+judge scores the replies to it.
 """
 
 from __future__ import annotations
@@ -47,8 +50,25 @@ def parse_gsm8k(row: dict, task_id: str, grader: str = "numeric") -> Task:
     return task
 
 
+def parse_row(row: dict, task_id: str, grader: str = "numeric") -> Task:
+    """A task from a GSM8K row, or from a question or instruction with an optional plain answer."""
+    if isinstance(row, dict) and "####" in str(row.get("answer", "")):
+        return parse_gsm8k(row, task_id, grader)
+    if not isinstance(row, dict) or not ({"question", "instruction"} & row.keys()):
+        got = sorted(row) if isinstance(row, dict) else type(row).__name__
+        raise ValueError(f"expected a 'question' (or an 'instruction'), got {got}")
+    question = str(row.get("question") or row["instruction"]).strip()
+    if row.get("input"):
+        question += f"\n\n{str(row['input']).strip()}"
+    answer = row.get("answer")
+    task = Task(id=str(row.get("id", task_id)), question=question,
+                answer=None if answer is None else str(answer).strip(), grader=grader)
+    check_task(task)
+    return task
+
+
 def load_task_file(path: str | Path, grader: str = "numeric") -> list[Task]:
-    """Tasks from a GSM8K-format JSONL or Parquet file; a bad row names its line."""
+    """Tasks from a JSONL or Parquet task file; a bad row names its line."""
     path = Path(path)
     if not path.is_file():
         raise TaskFileError(f"task file {str(path)!r} does not exist")
@@ -63,7 +83,7 @@ def load_task_file(path: str | Path, grader: str = "numeric") -> list[Task]:
     tasks = []
     for line, row in rows:
         try:
-            tasks.append(parse_gsm8k(row, task_id=f"{path.stem}:{line}", grader=grader))
+            tasks.append(parse_row(row, task_id=f"{path.stem}:{line}", grader=grader))
         except (ValueError, ValidationError) as exc:
             raise TaskFileError(f"{path}, line {line}: {exc}") from None
     if not tasks:

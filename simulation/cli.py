@@ -15,6 +15,8 @@ from rich.table import Table
 from academe.protocols import PROGRAMS, PROTOCOLS, ProtocolError, get_program, get_protocol
 from academe.protocols.program import Program
 from academe.simulation.config import ConfigError, load_config
+from academe.simulation.log import LogFormatError
+from academe.simulation.program_runner import ProgramDiverged
 from academe.simulation.runner import Progress
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -180,7 +182,7 @@ def resume(run_dir: Path = typer.Argument(..., help="the run folder of a run tha
 
     try:
         summary = _guarded(lambda: _live_run(lambda on_progress: resume_run(run_dir, on_progress), quiet), run_dir)
-    except (FileNotFoundError, ConfigError) as exc:
+    except (FileNotFoundError, ConfigError, LogFormatError, ProgramDiverged) as exc:
         _fail(str(exc))
     console.print(summary_table(summary, run_dir))
 
@@ -193,7 +195,7 @@ def replay(run_dir: Path = typer.Argument(..., help="a run folder"),
 
     try:
         print_dialogues(run_dir, episode, console)
-    except (FileNotFoundError, KeyError) as exc:
+    except (FileNotFoundError, KeyError, LogFormatError) as exc:
         _fail(str(exc).strip("'\""))
 
 

@@ -222,11 +222,12 @@ def parse_config(raw: dict, source: str = "config") -> SimulationConfig:
         raise ConfigError(describe(exc, source)) from None
 
 
-def describe(exc: ValidationError, source: str) -> str:
+def describe(exc: ValidationError, source: str, prefix: str = "") -> str:
+    """One line per problem: the field's path (under ``prefix``), what is wrong, and the value given."""
     lines = [f"{source}: {exc.error_count()} problem(s)"]
     for error in exc.errors():
-        loc = list(error["loc"])
-        if loc[:1] == ["agents"] and len(loc) > 2 and loc[2] in ("agent", "agents"):
+        loc = ([prefix] if prefix else []) + list(error["loc"])
+        if not prefix and loc[:1] == ["agents"] and len(loc) > 2 and loc[2] in ("agent", "agents"):
             del loc[2]  # the tag of the form given (one agent or a list), not a key the user wrote
         where = ".".join(str(p) for p in loc) or "(top level)"
         message = error["msg"].removeprefix("Value error, ")

@@ -65,18 +65,21 @@ class ProgramDiverged(RuntimeError):
 
 
 class ProgramLog:
-    """``program.jsonl``: append-only, fsynced per record; a torn last line is dropped."""
+    """``program.jsonl``: append-only, fsynced per record; a line torn by a crash is cut on open."""
 
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / PROGRAM_LOG
+        if self.path.exists():
+            data = self.path.read_bytes()
+            if data and not data.endswith(b"\n"):  # that record never counted: its action was not begun
+                with open(self.path, "r+b") as f:
+                    f.truncate(data.rfind(b"\n") + 1)
 
     def read(self) -> tuple[list[DecisionRecord], dict[int, ResultRecord]]:
         decisions, results = [], {}
         if self.path.exists():
             with open(self.path, encoding="utf-8") as f:
                 for line in f:
-                    if not line.endswith("\n"):
-                        break  # torn by a crash mid-write: that record never counted
                     record = PROGRAM_RECORD.validate_json(line)
                     if isinstance(record, DecisionRecord):
                         decisions.append(record)
@@ -85,10 +88,6 @@ class ProgramLog:
         return decisions, results
 
     def write(self, record: DecisionRecord | ResultRecord) -> None:
-        data = self.path.read_bytes() if self.path.exists() else b""
-        if data and not data.endswith(b"\n"):  # a torn tail from a crash: cut it before appending
-            with open(self.path, "r+b") as f:
-                f.truncate(data.rfind(b"\n") + 1)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(record.model_dump_json() + "\n")
             f.flush()

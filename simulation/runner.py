@@ -56,9 +56,6 @@ class Batch:
     tasks: dict[int, Task]  # episode id -> task, admitted in this order
     round: int | None = None
 
-    def agent(self, name: str) -> AgentSpec:
-        return next(a for agents in self.cast.values() for a in agents if a.name == name)
-
 
 @dataclass
 class Progress:

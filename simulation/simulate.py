@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from academe.agents.agent import AgentSpec
 from academe.agents.records import Task
 from academe.protocols import get_program, get_protocol
-from academe.protocols.engine import Options, Outcome, Protocol, ProtocolError, check_cast
+from academe.protocols.engine import Options, Protocol, ProtocolError, check_cast
 from academe.protocols.program import Program
 from academe.protocols.tasks import TaskFileError, generate_word_problems, load_hf_dataset, load_task_file
 from academe.simulation.actors import ModelPool
@@ -123,7 +123,7 @@ def plan(config: SimulationConfig) -> Plan:
         tasks = select_tasks(config.tasks, config.run.episodes, config.run.seed)
         return Plan(protocol, None, options, cast, tasks, held_out_tasks(config, tasks))
     except ValidationError as exc:
-        raise ConfigError(describe(exc, section)) from None
+        raise ConfigError(describe(exc, "config", prefix=section)) from None
     except (ProtocolError, TaskFileError) as exc:
         raise ConfigError(str(exc)) from None
 

@@ -43,3 +43,13 @@ def persona_speaker(prompt: Prompt) -> str:
 
 def judge_that_repeats(prompt: Prompt) -> str:
     return "I heard: " + prompt.messages[-1].content
+
+
+def length_judge(prompt: Prompt) -> str:
+    """Scores an answer by its length, 1-10 (a stand-in for an LLM judge)."""
+    answer = prompt.messages[-1].content.split("Answer: ", 1)[1].split("\n")[0]
+    return f"Score: {max(1, min(10, len(answer) // 4))}"
+
+
+def rambler(prompt: Prompt) -> str:
+    return "word " * (prompt.seed % 9 + 1)

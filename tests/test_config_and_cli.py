@@ -94,3 +94,49 @@ def test_example_configs_are_valid(name, monkeypatch):
     monkeypatch.chdir(root)  # their task paths are relative to the project root, where users run them
     checked = plan(load_config(root / "configs" / name))
     assert checked.tasks and checked.protocol.name == "socratic"
+
+
+def test_cli_lists_and_draws_programs_too(tmp_path):
+    listing = cli.invoke(app, ["protocols"])
+    assert "program  socratic-zero" in listing.output and "solver, teacher, generator" in listing.output
+    picture = tmp_path / "program.png"
+    shown = cli.invoke(app, ["protocols", "show", "socratic-zero", "--picture", str(picture)])
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(shown.output.split())
+    assert "attempted" in text and "solve-and-verify, make-problem" in text
+    assert "solver (dpo), generator (sft)" in text and picture.read_bytes()[:4] == b"\x89PNG"
+    by_path = cli.invoke(app, ["protocols", "show", "panel_protocol:panel", "--picture", str(tmp_path / "p.png")])
+    assert by_path.exit_code == 0 and "protocol panel" in by_path.output
+
+
+def test_a_run_folder_of_an_older_log_format_is_refused_with_a_message(tmp_path):
+    run_dir = tmp_path / "old-run"
+    (run_dir / "log").mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("models: {}\nagents: {}\n")
+    (run_dir / "log" / "live-00000.jsonl").write_text('{"run": "old", "episode": 0, "step": 0, "turns": []}\n')
+    replayed = cli.invoke(app, ["replay", str(run_dir)])
+    assert replayed.exit_code == 2
+    assert "holds a log in record format 1; this academe reads format 2" in " ".join(replayed.output.split())
+
+
+def test_program_configs_are_checked_before_anything_starts(tmp_path):
+    base = {"program": {"name": "socratic-zero"}, "tasks": {"source": "generated", "limit": 4},
+            "models": {"a": {"kind": "scripted", "path": "academe.protocols.oracles:guessing_student"},
+                       "t": {"kind": "transformers", "path": "smollm2"}, "g": {"kind": "transformers", "path": "smollm2"}},
+            "agents": {"solver": {"model": "t"}, "teacher": {"model": "a"}, "generator": {"model": "g"}},
+            "training": {"t": {}, "g": {}}}
+    from academe.simulation.config import parse_config
+    from academe.simulation.simulate import plan
+    assert plan(parse_config(base)).program.name == "socratic-zero"
+    cases = [
+        ({"protocol": {"name": "socratic"}}, "give a protocol or a program, not both"),
+        ({"program": {"name": "socratic"}}, "unknown program 'socratic'.*'socratic' is a protocol: use 'protocol:'"),
+        ({"training": {"t": {}}}, "trains role 'generator', played on model 'g': add training.g"),
+        ({"training": {"t": {}, "g": {}, "a": {}}}, "model 'a' is 'scripted' and cannot be trained"),
+        ({"agents": {"solver": {"model": "t"}, "teacher": {"model": "a"}}}, "role\\(s\\) generator have no agent"),
+        ({"tasks": {"source": "generated"}}, "tasks.limit: say how many generated tasks"),
+        ({"program": {"name": "socratic-zero", "options": {"k": 1}}}, "program.options.*k"),
+    ]
+    for change, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            plan(parse_config({**base, **change}))

@@ -41,12 +41,19 @@ def test_bad_task_rows_name_the_line(tmp_path):
     bad = tmp_path / "bad.jsonl"
     good = json.dumps({"question": "q", "answer": "x ** 1 + 1 = 2\n#### 2"})
     bad.write_text(good + "\n" + json.dumps({"question": "q"}) + "\n")
-    with pytest.raises(TaskFileError, match="bad.jsonl, line 2: expected fields 'question' and 'answer'"):
+    with pytest.raises(TaskFileError, match="bad.jsonl, line 2: task 'bad:2' has no reference answer, which the "
+                                            "numeric grader needs"):
+        load_task_file(bad)
+    bad.write_text(good + "\n" + json.dumps({"prompt": "q"}) + "\n")
+    with pytest.raises(TaskFileError, match="line 2: expected a 'question' \\(or an 'instruction'\\), got \\['prompt'\\]"):
         load_task_file(bad)
     bad.write_text(good + "\n{not json\n")
     with pytest.raises(TaskFileError, match="line 2: not valid JSON"):
         load_task_file(bad)
     bad.write_text(json.dumps({"question": "q", "answer": "no final line"}) + "\n")
+    with pytest.raises(TaskFileError, match="line 1: task 'bad:1': the numeric grader needs a number as the answer"):
+        load_task_file(bad)
+    bad.write_text(json.dumps({"question": "q", "answer": "x ** 1 + 1\n#### two"}) + "\n")
     with pytest.raises(TaskFileError, match="line 1: answer has no final '#### <number>' line"):
         load_task_file(bad)
     with pytest.raises(TaskFileError, match="does not exist"):

@@ -119,3 +119,15 @@ def test_fan_out_answers_reach_the_judge_in_seat_order_and_share_a_model_batch(r
         assert seen.index("ann: Ann says") < seen.index("bob: Bob says") < seen.index("cy: Cy says")
     outcomes = [r.outcome for r in read_steps(run_dir) if r.outcome]
     assert all(o.metrics["answers"] == 3 for o in outcomes)
+
+
+def test_a_program_log_line_torn_by_a_crash_is_cut_and_never_counts(tmp_path):
+    from academe.simulation.program_runner import DecisionRecord, ProgramLog, ResultRecord
+    log = ProgramLog(tmp_path)
+    log.write(DecisionRecord(n=0, round=0, kind="evaluate", stage="measured", action={"kind": "evaluate"}, time=1.0))
+    log.write(ResultRecord(n=0, result={"kind": "evaluated"}, seconds=1.0, time=2.0))
+    with open(tmp_path / "program.jsonl", "a") as f:
+        f.write('{"type": "decision", "n": 1, "round": 0, "ki')  # the driver died mid-write
+    decisions, results = ProgramLog(tmp_path).read()
+    assert [d.n for d in decisions] == [0] and list(results) == [0]
+    assert (tmp_path / "program.jsonl").read_text().endswith("}\n")

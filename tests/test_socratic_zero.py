@@ -197,3 +197,16 @@ def test_the_scripted_teacher_makes_problems_near_the_failed_ones_difficulty():
     question = text.split("Problem: ")[1].split("\nAnswer:")[0]
     assert question.count("Then") == 3  # three steps, like the failed problem
     assert reply(text).text == text
+
+
+def test_near_duplicates_are_judged_by_text_and_for_word_problems_by_their_numbers():
+    from academe.protocols.making import NearDuplicates
+    pool = ["Lina has 3 books. Then Lina gives away 2 books. How many books does Lina have now?"]
+    strict = NearDuplicates(pool, threshold=0.9, same_numbers=True)
+    assert strict.match("Lina has 15 books. Then Lina gives away 12 books. How many books does Lina have now?") is None
+    assert strict.match("Lina has 3 books. Then Lina gives away 2 books. How many books has Lina now?") == pool[0]
+    assert strict.match("Write a poem about the sea.") is None
+    loose = NearDuplicates(pool, threshold=0.9)
+    assert loose.match("Lina has 15 books. Then Lina gives away 12 books. How many books does Lina have now?") == pool[0]
+    assert NearDuplicates(pool, threshold=0.99, same_numbers=True).match(
+        "Lina has 3 books. Then Lina gives away 2 books. How many books has Lina now?") is None
