@@ -12,6 +12,7 @@ one, which also catches a program changed under a running simulation.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import time
@@ -110,14 +111,13 @@ class ProgramRunner:
         self.program, self.options, self.cast, self.runner = program, options, cast, runner
         self.services, self.run_dir, self.held_out = services, Path(run_dir), held_out
         self.log = ProgramLog(run_dir)
-        self.outcomes: dict[int, Any] = {}
 
     def run(self, tasks: list[Task]) -> tuple[Stop, list[DecisionRecord], dict[int, ResultRecord]]:
         """Run (or continue) the program to its end; returns its Stop, decisions and results."""
         decisions, results = self.log.read()
         action = self.program.begin(tuple(tasks), tuple(self.held_out), self.options)
         next_episode = 0
-        for n in range(10**9):
+        for n in itertools.count():
             if n < len(decisions):
                 decision = decisions[n]
                 self._check_same(decision, action)
@@ -137,7 +137,6 @@ class ProgramRunner:
             if isinstance(action, RunEpisodes):
                 next_episode = decision.first_episode + len(action.tasks)
             action = self.program.step(action.stage, action.state, result)
-        raise AssertionError("unreachable")
 
     # ---- decisions ----
     def _decide(self, n: int, action: Action, next_episode: int) -> DecisionRecord:
@@ -164,16 +163,17 @@ class ProgramRunner:
     def _act(self, action: Action, decision: DecisionRecord):
         self.runner.report(f"round {action.state.round}: {action.kind} -> {action.stage}")
         if isinstance(action, RunEpisodes):
-            return self._episodes(action, decision.first_episode, resume=True)
+            return self._episodes(action, decision.first_episode)
         if isinstance(action, Train):
             return asyncio.run(self._train(action, decision))
         return asyncio.run(self._evaluate(action))
 
-    def _episodes(self, action: RunEpisodes, first: int, resume: bool) -> Episodes:
+    def _episodes(self, action: RunEpisodes, first: int) -> Episodes:
+        """Run the action's episodes; those a killed run had begun continue from the log."""
         protocol = self.program.protocol(action.protocol)
         cast = {role: self.cast[action.cast.get(role, role)] for role in protocol.roles}
         ids = range(first, first + len(action.tasks))
-        restored, finished = restore(protocol, self.run_dir, ids) if resume else ({}, {})
+        restored, finished = restore(protocol, self.run_dir, ids)
         batch = Batch(protocol=protocol, options=protocol.parse_options(action.options), cast=cast,
                       tasks=dict(zip(ids, action.tasks)), round=action.state.round)
         self.runner.run(batch, restored, finished)
@@ -197,6 +197,9 @@ class ProgramRunner:
         agent, trainer = self._agent(action), self._trainer(action)
         if trainer.version > decision.from_version:  # trained and saved before a crash: do not train again
             report = trainer.saved_report(trainer.version)
+            if report is None:
+                raise RuntimeError(f"checkpoint v{trainer.version} of {agent.model} has no phase report; it was not "
+                                   f"made by this program's decision {decision.n}")
             return Trained.model_validate(report)
         as_asked = lambda messages: agent.prompt(messages, seed=0).messages  # noqa: E731 - the agent's persona
         if action.pairs:

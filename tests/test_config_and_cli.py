@@ -85,15 +85,17 @@ def test_missing_task_file_fails_before_anything_starts(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("name", ["socratic-llm-teacher-gsm8k.yaml", "learn-socratic.yaml"])
-def test_example_configs_are_valid(name, monkeypatch):
+@pytest.mark.parametrize("name,runs", [("socratic-llm-teacher-gsm8k.yaml", "socratic"), ("learn-socratic.yaml", "socratic"),
+                                       ("socratic-zero.yaml", "socratic-zero"),
+                                       ("socratic-zero-baseline.yaml", "fine-tuning")])
+def test_example_configs_are_valid(name, runs, monkeypatch):
     from pathlib import Path
 
     from academe.simulation.simulate import plan
     root = Path(__file__).resolve().parents[1]
     monkeypatch.chdir(root)  # their task paths are relative to the project root, where users run them
     checked = plan(load_config(root / "configs" / name))
-    assert checked.tasks and checked.protocol.name == "socratic"
+    assert checked.tasks and checked.name == runs
 
 
 def test_cli_lists_and_draws_programs_too(tmp_path):
@@ -140,3 +142,13 @@ def test_program_configs_are_checked_before_anything_starts(tmp_path):
     for change, message in cases:
         with pytest.raises(ConfigError, match=message):
             plan(parse_config({**base, **change}))
+
+
+def test_socratic_zero_and_its_baseline_differ_only_in_the_treatment():
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1] / "configs"
+    zero, base = load_config(root / "socratic-zero.yaml"), load_config(root / "socratic-zero-baseline.yaml")
+    assert zero.tasks == base.tasks and zero.evaluation == base.evaluation and zero.run.seed == base.run.seed
+    assert zero.agents["solver"] == base.agents["solver"]
+    assert zero.training["solver"].settings == base.training["solver"].settings  # the same optimizer steps per round
+    assert zero.program.options["rounds"] == base.program.options["rounds"]

@@ -92,20 +92,39 @@ class Trainer:
     def train_sft(self, examples: Sequence[SFTExample], steps: int | None = None) -> PhaseReport:
         """SFT on the examples; each example's loss counts by its ``weight``."""
         encoded = [(self._encode(e.messages, e.target), e.weight) for e in examples]
-        return self._phase("sft", encoded, steps or self.settings.steps, self._sft_step)
+        return self._phase("sft", encoded, self._plan(len(encoded), steps), self._sft_step)
 
     def train_dpo(self, pairs: Sequence[PreferencePair], steps: int | None = None) -> PhaseReport:
         encoded = [(self._encode(p.messages, p.chosen), self._encode(p.messages, p.rejected)) for p in pairs]
-        reference = []
+        plan = self._plan(len(encoded), steps)
+        used = sorted({i for batch in plan for i in batch})  # reference log-probs only where a batch needs them
+        reference: dict[int, tuple[float, float]] = {}
         with torch.no_grad():  # the reference policy is the model as this phase starts
             self.model.eval()
-            for i in range(0, len(encoded), self.settings.batch_size):
-                chunk = encoded[i:i + self.settings.batch_size]
-                sides = [target_logprobs(self.model, collate([pair[side] for pair in chunk], self._pad, self.device))[0]
-                         for side in (0, 1)]
-                reference += list(zip(sides[0].tolist(), sides[1].tolist()))
-        items = [(pair, ref) for pair, ref in zip(encoded, reference)]
-        return self._phase("dpo", items, steps or self.settings.steps, self._dpo_step)
+            for start in range(0, len(used), self.settings.batch_size):
+                chunk = used[start:start + self.settings.batch_size]
+                sides = [target_logprobs(self.model, collate([encoded[i][side] for i in chunk], self._pad,
+                                                             self.device))[0].tolist() for side in (0, 1)]
+                reference.update({i: (c, r) for i, c, r in zip(chunk, *sides)})
+        items = [(pair, reference.get(i)) for i, pair in enumerate(encoded)]
+        return self._phase("dpo", items, plan, self._dpo_step)
+
+    def _plan(self, count: int, steps: int | None) -> list[list[int]]:
+        """Which examples each step trains on: epochs of a shuffled order, a batch per step. Seeded by
+        the version the phase starts from, so a phase redone after a resume draws the same batches."""
+        if not count:
+            return []
+        rng = random.Random(f"{self.settings.seed}/{self.version}")
+        plan, order = [], []
+        for _ in range(steps or self.settings.steps):
+            batch = []
+            while len(batch) < min(self.settings.batch_size, count):
+                if not order:
+                    order = list(range(count))
+                    rng.shuffle(order)
+                batch.append(order.pop())
+            plan.append(batch)
+        return plan
 
     def _sft_step(self, batch) -> tuple[torch.Tensor, int, float | None]:
         weights = [w for _, w in batch]
@@ -121,27 +140,17 @@ class Trainer:
         tokens = int(chosen["attention_mask"].sum() + rejected["attention_mask"].sum())
         return loss, tokens, float(margin.mean())
 
-    def _phase(self, kind, items: list, steps: int, step_fn) -> PhaseReport:
+    def _phase(self, kind, items: list, plan: list[list[int]], step_fn) -> PhaseReport:
         if not items:
             raise ValueError(f"a {kind} phase needs at least one example (got none)")
         good = {name: p.detach().clone() for name, p in self.model.named_parameters() if p.requires_grad}
-        # Seeded by the version it starts from: a phase redone after a resume draws the same batches.
-        rng = random.Random(f"{self.settings.seed}/{self.version}")
-        torch.manual_seed(rng.getrandbits(63))
+        torch.manual_seed(random.Random(f"{self.settings.seed}/{self.version}/torch").getrandbits(63))  # dropout
         losses, margins, tokens = [], [], 0
         start = time.perf_counter()
         try:
             self.model.train()
-            order: list = []
-            for _ in range(steps):
-                batch = []
-                while len(batch) < self.settings.batch_size:
-                    if not order:
-                        order = list(items)
-                        rng.shuffle(order)
-                    batch.append(order.pop())
-                    if len(batch) == len(items):
-                        break
+            for indices in plan:
+                batch = [items[i] for i in indices]
                 loss, n_tokens, margin = step_fn(batch)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -150,7 +159,7 @@ class Trainer:
                 losses.append(loss.item())
                 tokens += n_tokens
                 elapsed = time.perf_counter() - start
-                self.live = {"phase": kind, "step": len(losses), "steps": steps, "loss": losses[-1],
+                self.live = {"phase": kind, "step": len(losses), "steps": len(plan), "loss": losses[-1],
                              "samples_per_s": len(losses) * len(batch) / elapsed}
                 if margin is not None:
                     margins.append(margin)
@@ -163,9 +172,10 @@ class Trainer:
             self.live = dict(self.live, phase=None)
         seconds = time.perf_counter() - start
         self.version += 1
-        return PhaseReport(version=self.version, kind=kind, examples=len(items), steps=steps, losses=tuple(losses),
+        samples = sum(len(b) for b in plan)
+        return PhaseReport(version=self.version, kind=kind, examples=len(items), steps=len(plan), losses=tuple(losses),
                            margins=tuple(margins), tokens=tokens, seconds=seconds, tokens_per_s=tokens / seconds,
-                           samples_per_s=steps * min(self.settings.batch_size, len(items)) / seconds)
+                           samples_per_s=samples / seconds)
 
     def _restore(self, good: dict[str, torch.Tensor]) -> None:
         with torch.no_grad():
