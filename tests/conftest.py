@@ -13,8 +13,11 @@ os.environ.setdefault("ACADEME_TEST_MARKER", os.path.join(tempfile.mkdtemp(), "d
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
+    """A tiny random Llama; ACADEME_TINY_MODEL names one built earlier (machines without SmolLM2's tokenizer)."""
     from academe.agents.models import build_tiny_model
 
+    if os.environ.get("ACADEME_TINY_MODEL"):
+        return Path(os.environ["ACADEME_TINY_MODEL"])
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-llama", seed=0)
 
 
