@@ -300,6 +300,8 @@ def validate(protocol: Protocol) -> None:
     name = protocol.name
     then = {phase: spec.then for phase, spec in protocol.phases.items()}
     for phase, spec in protocol.phases.items():
+        if not spec.roles:
+            raise ProtocolError(f"protocol {name!r}: phase {phase!r} names no role to speak in it")
         for role in spec.roles:
             if role not in protocol.roles:
                 raise ProtocolError(f"protocol {name!r}: phase {phase!r} is spoken by unknown role {role!r}")

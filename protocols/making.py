@@ -9,7 +9,7 @@ from typing import Iterable
 from rapidfuzz import fuzz, process, utils
 
 from academe.agents.records import Task
-from academe.protocols.grading import answer_text, numbers
+from academe.protocols.grading import answer_text, check_task, numbers
 
 _PROBLEM = re.compile(r"problem\s*:\s*", re.IGNORECASE)
 _ANSWER = re.compile(r"(?:^|\n)\s*\**\s*answer\s*\**\s*[:=]\s*(.+)", re.IGNORECASE)
@@ -17,7 +17,12 @@ MIN_QUESTION_CHARS = 15
 
 
 class NotAProblem(ValueError):
-    """A reply that does not hold a usable problem; the message is the reason."""
+    """A reply that does not hold a usable problem: ``reason`` in a few words (to count reasons by),
+    the message with the details."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
 
 
 def parse_problem(text: str, numeric: bool = True) -> tuple[str, str]:
@@ -32,12 +37,12 @@ def parse_problem(text: str, numeric: bool = True) -> tuple[str, str]:
     stated = last.group(1).strip()
     answer = answer_text(f"Answer: {stated}") if numeric else stated
     if not answer:
-        raise NotAProblem(f"the answer {stated[:40]!r} is not a number")
+        raise NotAProblem("the answer is not a number", repr(stated[:40]))
     body = text[: last.start()]
     marker = _PROBLEM.search(body)
     question = (body[marker.end():] if marker else body).strip()
     if len(question) < MIN_QUESTION_CHARS:
-        raise NotAProblem(f"the problem text is too short ({len(question)} characters)")
+        raise NotAProblem("the problem text is too short", f"{len(question)} characters")
     return question, answer
 
 
@@ -70,5 +75,11 @@ class NearDuplicates:
 
 
 def made_task(text: str, task_id: str, grader: str = "numeric") -> Task:
+    """The task a reply writes, checked against its grader; NotAProblem if there is none."""
     question, answer = parse_problem(text, numeric=grader == "numeric")
-    return Task(id=task_id, question=question, answer=answer, grader=grader)
+    task = Task(id=task_id, question=question, answer=answer, grader=grader)
+    try:
+        check_task(task)
+    except ValueError as exc:
+        raise NotAProblem("the grader cannot use its answer", str(exc)) from None
+    return task

@@ -101,7 +101,7 @@ class RunEpisodes(Record):
     """Run one episode of ``protocol`` per task; ``cast`` maps the protocol's roles to the
     program's (default: the same names), so one protocol can be played by different agents."""
 
-    kind: Literal["episodes"] = "episodes"
+    kind: Literal["run-episodes"] = "run-episodes"
     state: SerializeAsAny[ProgramState]
     stage: str
     protocol: str
@@ -155,7 +155,8 @@ class Stage:
 class Program:
     """``start(tasks, held_out, options)`` gives the first action: ``tasks`` is the seed pool,
     ``held_out`` the evaluation tasks (never to be trained on). ``trains`` names, per role, the
-    kind of data its model learns from (checked against the config's ``training`` section)."""
+    kind of data its model learns from: a ``Train`` of another role or kind is refused, and the
+    config must give each such role's model a ``training`` section."""
 
     name: str
     roles: tuple[str, ...]
@@ -199,14 +200,32 @@ class Program:
             raise TransitionError(f"program {self.name!r}: stage {source!r} returned a {type(action.state).__name__}"
                                   f" state, not a {self.state.__name__}")
         roles = [action.role] if isinstance(action, (Train, Evaluate)) else []
+        if isinstance(action, Train):
+            self._check_training(source, action)
         if isinstance(action, (RunEpisodes, Evaluate)):
             protocol = self.protocol(action.protocol)
             if isinstance(action, RunEpisodes):
                 roles = [action.cast.get(r, r) for r in protocol.roles]
+                wrong = next((t for t in action.tasks if not isinstance(t, protocol.task)), None)
+                if wrong is not None:
+                    raise TransitionError(f"program {self.name!r}: stage {source!r} gave protocol {protocol.name!r} "
+                                          f"a {type(wrong).__name__} ({wrong.id!r}); it runs on "
+                                          f"{protocol.task.__name__} tasks")
         unknown = [r for r in roles if r not in self.roles]
         if unknown:
             raise TransitionError(f"program {self.name!r}: stage {source!r} needs role(s) {', '.join(unknown)}, "
                                   f"which the program does not have ({', '.join(self.roles)})")
+
+    def _check_training(self, source: str, action: Train) -> None:
+        kind = self.trains.get(action.role)
+        given = "dpo" if action.pairs else "sft" if action.sft else None
+        if kind is None:
+            raise TransitionError(f"program {self.name!r}: stage {source!r} trains role {action.role!r}, which the "
+                                  f"program does not declare in trains ({', '.join(self.trains) or 'none'})")
+        if given not in (None, kind) or (action.pairs and action.sft):
+            raise TransitionError(f"program {self.name!r}: stage {source!r} gives role {action.role!r} "
+                                  f"{'both kinds of' if action.sft and action.pairs else given} data; "
+                                  f"the program declares {kind} for it")
 
     def protocol(self, name: str) -> Protocol:
         try:

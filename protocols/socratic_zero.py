@@ -25,7 +25,6 @@ from pydantic import Field
 
 from academe.agents.records import ChatMessage, PreferencePair, Provenance, Record, SFTExample, Task
 from academe.protocols.engine import END, Answer, Ask, Done, EpisodeState, Next, Options, Outcome, Phase, Protocol, user
-from academe.protocols.grading import check_task
 from academe.protocols.making import NearDuplicates, NotAProblem, made_task
 from academe.protocols.program import (Episodes, EpisodeResult, Evaluate, Evaluated, Program, ProgramState,
                                        RunEpisodes, Stage, Stop, Train, Trained)
@@ -119,10 +118,8 @@ def teacher_wrote(s: Making, answers: tuple[Answer, ...]):
     (answer,) = answers
     try:
         made = made_task(answer.text, task_id=f"{s.task.id}>new", grader=s.task.grader)
-        check_task(made)
-    except (NotAProblem, ValueError) as exc:
-        s = s.replace(reason=str(exc))
-        return Done(state=s, outcome=Outcome(metrics={"made": 0.0}), notes={"parse": str(exc)})
+    except NotAProblem as exc:
+        return Done(state=s.replace(reason=exc.reason), outcome=Outcome(metrics={"made": 0.0}), notes={"parse": str(exc)})
     return Done(state=s.replace(made=made), outcome=Outcome(metrics={"made": 1.0}))
 
 
@@ -166,6 +163,7 @@ class Made(Record):
 class RoundReport(Record):
     round: int
     attempted: int = 0
+    errors: int = 0  # attempt episodes that broke (an agent failed): left out of zones and pairs
     zones: dict[str, int] = Field(default_factory=dict)  # of the whole pool, at the end of the round
     pairs: int = 0
     failures: int = 0
@@ -203,7 +201,9 @@ def zone(s: float, o: CoEvolutionOptions) -> Zone:
 def correct_vs_incorrect(e: EpisodeResult) -> list[PreferencePair]:
     """Every (correct, incorrect) pair of the solver's attempts at one problem."""
     state: Attempts = e.state
-    asked = next(t.asked for t in e.turns if t.phase == "solve")
+    asked = next((t.asked for t in e.turns if t.phase == "solve"), None)
+    if asked is None:
+        return []
     right = [a for a, v in zip(state.attempts, state.verdicts) if v is True]
     wrong = [a for a, v in zip(state.attempts, state.verdicts) if v is False]
     return [PreferencePair(messages=asked, chosen=c, rejected=r, task=e.task.id)
@@ -240,13 +240,20 @@ def measured(s: CoEvolution, result: Evaluated):
     return attempt(s.replace(baseline=result.accuracy))
 
 
+def measured_episodes(result: Episodes) -> list[EpisodeResult]:
+    """The episodes that ran to a verdict (one that broke says nothing about the solver)."""
+    return [e for e in result.episodes if e.outcome.error is None]
+
+
 def attempted(s: CoEvolution, result: Episodes):
-    rates = {e.task.id: e.state.success_rate for e in result.episodes}
+    episodes = measured_episodes(result)
+    rates = {e.task.id: e.state.success_rate for e in episodes}
     pool = tuple(p.replace(success=rates[p.task.id], zone=zone(rates[p.task.id], s.options)) if p.task.id in rates
                  else p for p in s.pool)
-    pairs = tuple(pair for e in result.episodes for pair in correct_vs_incorrect(e))
-    failures = tuple(f for e in result.episodes if (f := first_failure(e)) is not None)[: s.options.new_per_round]
-    report = s.report.replace(attempted=len(result.episodes), pairs=len(pairs), failures=len(failures))
+    pairs = tuple(pair for e in episodes for pair in correct_vs_incorrect(e))
+    failures = tuple(f for e in episodes if (f := first_failure(e)) is not None)[: s.options.new_per_round]
+    report = s.report.replace(attempted=len(episodes), pairs=len(pairs), failures=len(failures),
+                              errors=len(result.episodes) - len(episodes))
     s = s.replace(pool=pool, pairs=pairs, report=report)
     if not failures:
         return train_solver(s)
@@ -258,12 +265,11 @@ def made(s: CoEvolution, result: Episodes):
                            same_numbers=s.options.numbers_matter)
     kept, dropped = [], {}
     for e in result.episodes:
-        new, reason = e.state.made, e.state.reason
+        new, reason = e.state.made, e.state.reason or "the episode failed"
         if new is not None and (twin := known.match(new.question)) is not None:
-            new, reason = None, "near-duplicate of a known problem" + (" (held out)" if twin in s.reserved else "")
+            new, reason = None, "near-duplicate of a " + ("held-out problem" if twin in s.reserved else "known problem")
         if new is None:
-            key = reason.split(" (")[0] if reason else "no problem"
-            dropped[key] = dropped.get(key, 0) + 1
+            dropped[reason] = dropped.get(reason, 0) + 1
             continue
         known.add(new.question)
         turn = e.turns[0]
@@ -279,11 +285,14 @@ def made(s: CoEvolution, result: Episodes):
 
 
 def tried(s: CoEvolution, result: Episodes):
-    rates = {e.task.id: e.state.success_rate for e in result.episodes}
-    new = tuple(Problem(task=m.task, success=rates[m.task.id], zone=zone(rates[m.task.id], s.options)) for m in s.made)
+    episodes = measured_episodes(result)
+    rates = {e.task.id: e.state.success_rate for e in episodes}
+    tried_ones = [m for m in s.made if m.task.id in rates]
+    new = tuple(Problem(task=m.task, success=rates[m.task.id], zone=zone(rates[m.task.id], s.options))
+                if m.task.id in rates else Problem(task=m.task) for m in s.made)
     examples = tuple(SFTExample(messages=m.asked, target=m.written, weight=weight(rates[m.task.id], s.options.sigma),
-                                episode=m.task.origin.episode) for m in s.made)
-    pairs = s.pairs + tuple(pair for e in result.episodes for pair in correct_vs_incorrect(e))
+                                episode=m.task.origin.episode) for m in tried_ones)
+    pairs = s.pairs + tuple(pair for e in episodes for pair in correct_vs_incorrect(e))
     report = s.report.replace(pairs=len(pairs), new_zones=pool_zones(new), weights=tuple(x.weight for x in examples))
     return train_solver(s.replace(pool=s.pool + new, made=(), examples=examples, pairs=pairs, report=report))
 

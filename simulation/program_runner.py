@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Literal
 
-from pydantic import Field, TypeAdapter
+from pydantic import Field, TypeAdapter, ValidationError
 
 from academe.agents.agent import AgentSpec
 from academe.agents.records import Record, Task
+from academe.protocols.engine import EpisodeState
 from academe.protocols.program import (Action, Episodes, EpisodeResult, Evaluate, Evaluated, Program, RunEpisodes,
                                        Stop, Train, Trained, Turn)
 from academe.simulation.log import read_steps
@@ -262,7 +263,17 @@ def episode_results(records, protocol, ids: range) -> Episodes:
             raise RuntimeError(f"episode {episode} did not finish; resume the run to finish it")
         turns = tuple(Turn(step=r.step, phase=r.phase, role=t.role, seat=t.seat, agent=t.agent, asked=t.asked,
                            sent=t.prompt.messages, reply=t.reply) for r in steps for t in r.turns)
-        final = steps[-1].episode_state(protocol)
-        results.append(EpisodeResult(episode=episode, task=final.task, outcome=steps[-1].outcome, state=final,
+        state = final_state(steps[-1], protocol)
+        results.append(EpisodeResult(episode=episode, task=state.task, outcome=steps[-1].outcome, state=state,
                                      turns=turns))
     return Episodes(episodes=tuple(results))
+
+
+def final_state(record: StepRecord, protocol) -> EpisodeState:
+    """An episode's last state; one that failed before its protocol made a state has only its task."""
+    try:
+        return record.episode_state(protocol)
+    except ValidationError:
+        if record.outcome is None or record.outcome.error is None:
+            raise
+        return EpisodeState(task=protocol.task.model_validate(record.task))

@@ -22,7 +22,7 @@ from typing import Callable, Protocol as Interface, Sequence
 
 from academe.agents.agent import AgentSpec
 from academe.agents.records import Prompt, Reply, Task
-from academe.protocols.engine import START, Answer, Done, EpisodeState, Next, Options, Outcome, Protocol, Step
+from academe.protocols.engine import START, Done, EpisodeState, Next, Options, Outcome, Protocol, Step
 from academe.simulation.actors import ModelPool
 from academe.simulation.log import DialogueLog, read_steps
 from academe.simulation.records import AskRecord, StepRecord, TurnRecord
@@ -115,7 +115,8 @@ class Runner:
         self.max_batch = max_batch or {}
         self.max_attempts = max_attempts
         self.on_progress = on_progress or (lambda progress: None)
-        self.progress = Progress(total=0)
+        self.progress = Progress(total=0)  # of the batch running now
+        self.messages = self.completion_tokens = 0  # of every batch this runner ran
 
     # ---- public ----
     def run(self, batch: Batch, restored: dict[int, Episode] | None = None,
@@ -223,6 +224,8 @@ class Runner:
             episode.replies[request.ask] = (reply, started, ended)
             self.progress.messages += 1
             self.progress.completion_tokens += reply.completion_tokens
+            self.messages += 1
+            self.completion_tokens += reply.completion_tokens
             if len(episode.replies) == len(episode.asks):
                 complete.append(episode)
         records = [self._step(episode) for episode in complete]
@@ -273,8 +276,7 @@ class Runner:
         try:
             if failed is not None:
                 raise RuntimeError(failed.error or "the agent failed")
-            answers = [Answer(role=t.role, seat=t.seat, agent=t.agent, reply=t.reply) for t in turns]
-            nxt = self.batch.protocol.step(episode.phase, episode.state, answers)
+            nxt = self.batch.protocol.step(episode.phase, episode.state, [t.answer() for t in turns])
         except Exception as exc:
             nxt = self._failed(episode.state, exc)
         return self._advance(episode.id, episode.phase, episode.step, turns, nxt)
@@ -334,7 +336,7 @@ class Runner:
     def _failed(self, state: EpisodeState, exc: Exception) -> Done:
         where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
         at = f" (at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})" if where else ""
-        return Done(state=state, outcome=Outcome(solved=False, error=f"{type(exc).__name__}: {exc}{at}"))
+        return Done(state=state, outcome=Outcome(error=f"{type(exc).__name__}: {exc}{at}"))  # not judged: failed
 
     def _check_all_done(self) -> None:
         if self.progress.done >= self.progress.total:

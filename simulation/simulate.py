@@ -24,7 +24,8 @@ from academe.agents.records import Task
 from academe.protocols import get_program, get_protocol
 from academe.protocols.engine import Options, Protocol, ProtocolError, check_cast
 from academe.protocols.program import Program
-from academe.protocols.tasks import TaskFileError, generate_word_problems, load_hf_dataset, load_task_file
+from academe.protocols.grading import check_task
+from academe.protocols.tasks import generate_word_problems, load_hf_dataset, load_task_file
 from academe.simulation.actors import ModelPool
 from academe.simulation.config import ConfigError, SimulationConfig, TaskSection, describe, dump_config, load_config
 from academe.simulation.log import DialogueLog
@@ -46,6 +47,8 @@ def select_tasks(t: TaskSection, n: int | None, run_seed: int) -> list[Task]:
         pool = generate_word_problems(count + t.offset, steps=t.steps, max_value=t.max_value, seed=seed)[t.offset:]
         if t.grader != "numeric":
             pool = [task.replace(grader=t.grader) for task in pool]
+            for task in pool[:1]:  # the grader is the same for all: one check says whether it resolves
+                check_task(task)
     else:
         source = (load_task_file(t.path, t.grader) if t.source == "file"
                   else load_hf_dataset(t.path, t.split, t.hf_config, t.grader))
@@ -124,13 +127,15 @@ def plan(config: SimulationConfig) -> Plan:
         return Plan(protocol, None, options, cast, tasks, held_out_tasks(config, tasks))
     except ValidationError as exc:
         raise ConfigError(describe(exc, "config", prefix=section)) from None
-    except (ProtocolError, TaskFileError) as exc:
+    except (ProtocolError, ValueError) as exc:  # TaskFileError, bad graders, rows an HF data set cannot give
         raise ConfigError(str(exc)) from None
 
 
 def check_program_training(config: SimulationConfig, program: Program, cast) -> None:
     """Each role the program trains has a training section for its model, and no other model has one."""
-    trained = {cast[role][0].model: role for role in program.trains}
+    trained: dict[str, str] = {}
+    for role in program.trains:
+        trained.setdefault(cast[role][0].model, role)
     for model, role in trained.items():
         if model not in config.training:
             raise ConfigError(f"program {program.name!r} trains role {role!r}, played on model {model!r}: "
@@ -140,15 +145,25 @@ def check_program_training(config: SimulationConfig, program: Program, cast) -> 
             raise ConfigError(f"training.{model}: program {program.name!r} trains only the model(s) of "
                               f"{', '.join(program.trains) or 'no role'} ({', '.join(trained) or 'none'})")
     if len(set(trained)) < len(program.trains):
-        raise ConfigError(f"program {program.name!r} trains roles {', '.join(program.trains)} as different models; "
-                          "give each of them its own model")
+        shared = {m: [r for r in program.trains if cast[r][0].model == m] for m in trained}
+        both = next(roles for roles in shared.values() if len(roles) > 1)
+        raise ConfigError(f"roles {' and '.join(both)} both play model {cast[both[0]][0].model!r}, and program "
+                          f"{program.name!r} trains each of them: give each trained role its own model")
+    for model, section in config.training.items():
+        ignored = section.model_fields_set & {"role", "kind", "every_episodes", "wait", "max_staleness"}
+        if ignored:
+            raise ConfigError(f"training.{model}: {', '.join(sorted(ignored))} set a protocol run's schedule; "
+                              f"program {program.name!r} decides itself when and on what {model!r} trains")
 
 
 def held_out_tasks(config: SimulationConfig, tasks: list[Task]) -> list[Task]:
     """The evaluation tasks, less any that also appear among the run's tasks."""
     if config.evaluation is None:
         return []
-    if config.evaluation.role not in config.cast():
+    if config.program is not None and "role" in config.evaluation.model_fields_set:
+        raise ConfigError(f"evaluation.role: program {config.program.name!r} says itself which role it evaluates; "
+                          "remove evaluation.role")
+    if config.program is None and config.evaluation.role not in config.cast():
         raise ConfigError(f"evaluation.role: no agent has role {config.evaluation.role!r}")
     seen = {t.question for t in tasks}
     held_out = [t for t in select_tasks(config.evaluation.tasks, config.evaluation.count, config.run.seed)
@@ -205,15 +220,20 @@ def run_program(config: SimulationConfig, checked: Plan, run_dir: Path, pool: Mo
     services = program_services(config, checked, run_dir, pool)
     for trainer in services.trainers.values():  # a resumed program: its models serve their last checkpoint
         if asyncio.run(trainer.restore()) is not None:
-            asyncio.run(services.publish(trainer))
+            publication = asyncio.run(services.publish(trainer))
+            if not publication.ok:
+                raise RuntimeError(f"publishing {trainer.model} v{trainer.version} failed: {publication.failed}; "
+                                   "its checkpoint is kept: resume the run to publish it again")
     program_runner = ProgramRunner(checked.program, checked.options, checked.cast, runner, services, run_dir,
                                    checked.held_out)
     stop, decisions, results = program_runner.run(checked.tasks)
-    return summarize_program(checked.program, stop, decisions, results, run_dir, runner.progress)
+    return summarize_program(checked.program, stop, decisions, results, run_dir, runner.messages,
+                             runner.completion_tokens)
 
 
 def program_services(config: SimulationConfig, checked: Plan, run_dir: Path, pool: ModelPool) -> Services:
-    """Trainers for the models a program trains, and held-out evaluation (trainers load lazily)."""
+    """Trainers for the models a program trains, and held-out evaluation (the trainers' module is
+    imported only when a program trains)."""
     trainers = {}
     if config.training:
         from academe.trainers.handle import ModelTrainer

@@ -47,7 +47,7 @@ def summarize(outcomes: dict[int, Outcome], progress: Progress) -> dict:
 
 
 def summarize_program(program: Program, stop: Stop, decisions: list, results: dict, run_dir: Path,
-                      progress: Progress) -> dict:
+                      messages: int, completion_tokens: int) -> dict:
     outcomes: dict[str, dict] = {}
     for record in read_steps(run_dir):
         if record.outcome is not None:
@@ -71,8 +71,8 @@ def summarize_program(program: Program, stop: Stop, decisions: list, results: di
         "trained": trained,
         "evaluated": evaluated,
         "training_s": round(sum(t["seconds"] for t in trained), 2),
-        "messages_this_session": progress.messages,
-        "completion_tokens_this_session": progress.completion_tokens,
+        "messages_this_session": messages,
+        "completion_tokens_this_session": completion_tokens,
     }
     if trained or any(e["accuracy"] is not None for e in evaluated):
         from academe.trainers.plot import plot_training

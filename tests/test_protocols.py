@@ -162,3 +162,8 @@ def test_bindings_must_cover_every_role_and_only_those():
 def test_unknown_protocol_lists_the_known_ones():
     with pytest.raises(ProtocolError, match="unknown protocol 'debate'; known: make-problem, socratic, solve-and-verify"):
         get_protocol("debate")
+
+
+def test_engine_refuses_a_phase_that_no_role_speaks():
+    with pytest.raises(ProtocolError, match="phase 'one' names no role to speak in it"):
+        make(phases={"one": Phase((), noop, then=(END,))})

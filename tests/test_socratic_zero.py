@@ -9,9 +9,9 @@ from academe.agents.records import Task
 from academe.protocols import ProtocolError, TransitionError, get_program
 from academe.protocols.oracles import problem_maker, verifier
 from academe.protocols.program import Episodes, Evaluate, Program, RunEpisodes, Stage, Stop, Train
-from academe.protocols.socratic_zero import (AttemptOptions, CoEvolution, CoEvolutionOptions, Failure, Made, attempts,
-                                             correct_vs_incorrect, make_problem, parse_verdict, socratic_zero, tried,
-                                             weight, zone)
+from academe.protocols.socratic_zero import (AttemptOptions, CoEvolution, CoEvolutionOptions, Failure, Made, Problem,
+                                             attempts, correct_vs_incorrect, make_problem, parse_verdict, socratic_zero,
+                                             tried, weight, zone)
 from academe.protocols.tasks import generate_word_problems
 from pure_play import play_episode, play_program, reply
 
@@ -102,7 +102,7 @@ def test_two_rounds_grow_the_pool_from_failures_and_train_both_models():
                                  agents, accuracy=lambda r: 0.1 * r)
     assert isinstance(stop, Stop) and stop.state.round == 2
     kinds = [(a.kind, a.stage) for a in actions]
-    one_round = [("episodes", "attempted"), ("episodes", "made"), ("episodes", "tried"), ("train", "solver_trained"),
+    one_round = [("run-episodes", "attempted"), ("run-episodes", "made"), ("run-episodes", "tried"), ("train", "solver_trained"),
                  ("train", "generator_trained"), ("evaluate", "evaluated")]
     assert kinds == [("evaluate", "measured")] + one_round * 2
     first, second = stop.state.reports
@@ -131,7 +131,7 @@ def test_new_problems_that_copy_the_pool_or_the_held_out_set_are_dropped():
                else f"Problem: {TASKS[3].question}\nAnswer: {TASKS[3].answer}")]
     stop, _ = play_program(socratic_zero, TASKS[:3], held_out, CoEvolutionOptions(rounds=1, k=4),
                            dict(agents, teacher=copier))
-    assert stop.state.reports[0].made == 0 and stop.state.reports[0].dropped == {"near-duplicate of a known problem": 3}
+    assert stop.state.reports[0].made == 0 and stop.state.reports[0].dropped == {"near-duplicate of a held-out problem": 3}
 
 
 def test_training_waits_for_the_first_training_round():
@@ -210,3 +210,41 @@ def test_near_duplicates_are_judged_by_text_and_for_word_problems_by_their_numbe
     assert loose.match("Lina has 15 books. Then Lina gives away 12 books. How many books does Lina have now?") == pool[0]
     assert NearDuplicates(pool, threshold=0.99, same_numbers=True).match(
         "Lina has 3 books. Then Lina gives away 2 books. How many books has Lina now?") is None
+
+
+def test_a_program_may_train_only_what_it_declares_and_give_a_protocol_only_its_kind_of_task():
+    from academe.agents.records import PreferencePair, SFTExample
+    from academe.protocols.engine import user
+    state = CoEvolution(options=CoEvolutionOptions(), pool=())
+    step = socratic_zero.stages["generator_trained"]
+    pair = PreferencePair(messages=(user("q"),), chosen="a", rejected="b")
+    with pytest.raises(TransitionError, match="trains role 'teacher', which the program does not declare"):
+        socratic_zero._check("attempted", Train(state=state, stage="solver_trained", role="teacher", pairs=(pair,)))
+    with pytest.raises(TransitionError, match="gives role 'solver' sft data; the program declares dpo"):
+        socratic_zero._check("attempted", Train(state=state, stage="solver_trained", role="solver",
+                                                sft=(SFTExample(messages=(user("q"),), target="a"),)))
+    with pytest.raises(TransitionError, match="gave protocol 'make-problem' a Task .* runs on Failure tasks"):
+        socratic_zero._check("attempted", RunEpisodes(state=state, stage="made", protocol="make-problem",
+                                                      tasks=(TASKS[0],)))
+    assert step.then == ("evaluated",)
+
+
+def test_episodes_that_broke_say_nothing_about_the_solver_and_reasons_are_counted_by_kind():
+    from academe.protocols.engine import Outcome
+    from academe.protocols.socratic_zero import attempted, made
+    good = play_episode(attempts, TASKS[0], AttemptOptions(k=2),
+                        {"solver": [("s", solver_right_on("RW"))], "teacher": teacher()})
+    broken = good.replace(episode=1, task=TASKS[1], state=good.state.replace(task=TASKS[1], verdicts=()),
+                          outcome=Outcome(error="RuntimeError: the teacher's model failed"), turns=())
+    state = CoEvolution(options=CoEvolutionOptions(k=2), pool=tuple(Problem(task=t) for t in TASKS[:2]))
+    action = attempted(state, Episodes(episodes=(good, broken)))
+    assert [p.zone for p in action.state.pool] == ["learning", "new"]  # the broken one keeps its zone
+    assert action.state.report.errors == 1 and action.state.report.attempted == 1 and action.state.report.pairs == 1
+    failure = action.tasks[0]
+    replies = ["Problem: one two three four five six?\nAnswer: many", "Problem: seven eight nine ten eleven?\nAnswer: lots",
+               "nothing useful"]
+    results = tuple(play_episode(make_problem, failure, make_problem.options(), {"teacher": [("t", lambda p, r=r: r)]}, i)
+                    for i, r in enumerate(replies))
+    after = made(action.state, Episodes(episodes=results))
+    assert after.state.report.dropped == {"the answer is not a number": 2, "no 'Answer: ...' line": 1}
+

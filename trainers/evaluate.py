@@ -25,11 +25,13 @@ def opening_prompts(protocol: Protocol, options: Options, agent: AgentSpec, task
 
 
 async def accuracy(pool: ModelPool, agent: AgentSpec, protocol: Protocol, options: Options,
-                   tasks: Sequence[Task], batch: int = 32) -> tuple[float, int]:
-    """(share of tasks answered correctly, model version that answered)."""
+                   tasks: Sequence[Task], batch: int = 32) -> tuple[float | None, int]:
+    """(share of the gradable tasks answered correctly, or None if none is gradable; the model
+    version that answered)."""
     prompts = opening_prompts(protocol, options, agent, tasks)
     replies = []
     for i in range(0, len(prompts), batch):
         replies += await pool.generate(agent.model, prompts[i:i + batch])
-    right = sum(grade(t, r.text) is True for r, t in zip(replies, tasks))
-    return right / len(tasks), replies[-1].model_version
+    verdicts = [grade(t, r.text) for r, t in zip(replies, tasks)]
+    judged = [v for v in verdicts if v is not None]
+    return (sum(judged) / len(judged) if judged else None), replies[-1].model_version

@@ -22,6 +22,13 @@ class TrainerDied(RuntimeError):
     """The trainer process died during a phase; a new one was started at the last checkpoint."""
 
 
+def trainer_died(exc: BaseException) -> bool:
+    """Whether a call failed because the trainer's process is gone (not because the phase raised)."""
+    from ray.exceptions import RayActorError
+
+    return isinstance(exc, RayActorError)
+
+
 class ModelTrainer:
     def __init__(self, model: str, spec: ModelSpec, section: TrainingSection, run_dir: Path, use_ray: bool):
         self.model, self.spec, self.section, self.use_ray = model, spec, section, use_ray
@@ -61,9 +68,10 @@ class ModelTrainer:
         method = "train_sft" if kind == "sft" else "train_dpo"
         try:
             report = await self._watched(self.call(method, data), on_status)
-        except TrainingFailed:
-            raise
-        except Exception as exc:  # the trainer process itself died (Ray's OOM killer does this)
+        except Exception as exc:
+            if not self.use_ray or isinstance(exc, TrainingFailed) or not trainer_died(exc):
+                raise
+            # the trainer process itself died (Ray's memory monitor kills one that uses too much)
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
             self.trainer = self._new_trainer()
             await self.restore()

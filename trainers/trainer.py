@@ -99,13 +99,17 @@ class Trainer:
         plan = self._plan(len(encoded), steps)
         used = sorted({i for batch in plan for i in batch})  # reference log-probs only where a batch needs them
         reference: dict[int, tuple[float, float]] = {}
-        with torch.no_grad():  # the reference policy is the model as this phase starts
-            self.model.eval()
-            for start in range(0, len(used), self.settings.batch_size):
-                chunk = used[start:start + self.settings.batch_size]
-                sides = [target_logprobs(self.model, collate([encoded[i][side] for i in chunk], self._pad,
-                                                             self.device))[0].tolist() for side in (0, 1)]
-                reference.update({i: (c, r) for i, c, r in zip(chunk, *sides)})
+        try:
+            with torch.no_grad():  # the reference policy is the model as this phase starts
+                self.model.eval()
+                for start in range(0, len(used), self.settings.batch_size):
+                    chunk = used[start:start + self.settings.batch_size]
+                    sides = [target_logprobs(self.model, collate([encoded[i][side] for i in chunk], self._pad,
+                                                                 self.device))[0].tolist() for side in (0, 1)]
+                    reference.update({i: (c, r) for i, c, r in zip(chunk, *sides)})
+        except (torch.OutOfMemoryError, RuntimeError) as exc:  # nothing trained yet: the version stands
+            raise TrainingFailed(f"dpo phase failed computing reference log-probs ({type(exc).__name__}: "
+                                 f"{str(exc)[:300]}); kept version {self.version}") from None
         items = [(pair, reference.get(i)) for i, pair in enumerate(encoded)]
         return self._phase("dpo", items, plan, self._dpo_step)
 
