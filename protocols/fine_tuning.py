@@ -37,14 +37,15 @@ def start(tasks: tuple[Task, ...], held_out: tuple[Task, ...], options: FineTuni
 
 
 def evaluated(s: FineTuning, result: Evaluated):
-    s = s.replace(accuracy=s.accuracy + (result.accuracy,))
+    before_training = not s.accuracy
+    s = s.replace(accuracy=s.accuracy + (result.accuracy,), round=s.round if before_training else s.round + 1)
     if s.round >= s.rounds:
         return Stop(state=s, summary={"baseline": s.accuracy[0], "accuracy": list(s.accuracy[1:])})
     return Train(state=s, stage="trained", role="solver", sft=s.examples)
 
 
 def trained(s: FineTuning, result: Trained):
-    s = s.replace(round=s.round + 1, trained=s.trained + (result,))
+    s = s.replace(trained=s.trained + (result,))
     return Evaluate(state=s, stage="evaluated", role="solver", protocol="solve-and-verify")
 
 

@@ -301,12 +301,12 @@ def train_solver(s: CoEvolution):
     s = s.replace(report=s.report.replace(zones=pool_zones(s.pool)))
     if s.round < s.options.train_from_round:
         return Evaluate(state=s, stage="evaluated", role="solver", protocol="solve-and-verify")
-    return Train(state=s, stage="solver_trained", role="solver", pairs=s.pairs)
+    return Train(state=s.replace(pairs=()), stage="solver_trained", role="solver", pairs=s.pairs)  # logged once
 
 
 def solver_trained(s: CoEvolution, result: Trained):
     s = s.replace(report=s.report.replace(solver=result))
-    return Train(state=s, stage="generator_trained", role="generator", sft=s.examples)
+    return Train(state=s.replace(examples=()), stage="generator_trained", role="generator", sft=s.examples)
 
 
 def generator_trained(s: CoEvolution, result: Trained):

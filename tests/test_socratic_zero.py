@@ -248,3 +248,15 @@ def test_episodes_that_broke_say_nothing_about_the_solver_and_reasons_are_counte
     after = made(action.state, Episodes(episodes=results))
     assert after.state.report.dropped == {"the answer is not a number": 2, "no 'Answer: ...' line": 1}
 
+
+
+def test_the_fine_tuning_baseline_trains_on_reference_solutions_every_round():
+    from academe.protocols.fine_tuning import FineTuningOptions, fine_tuning
+    stop, actions = play_program(fine_tuning, TASKS, (), FineTuningOptions(rounds=3), {"solver": [("s", None)]},
+                                 accuracy=lambda r: 0.1 * r)
+    assert [(a.kind, a.state.round) for a in actions] == [("evaluate", 0), ("train", 0), ("evaluate", 0),
+                                                          ("train", 1), ("evaluate", 1), ("train", 2), ("evaluate", 2)]
+    trains = [a for a in actions if isinstance(a, Train)]
+    assert all(a.sft == trains[0].sft for a in trains) and len(trains[0].sft) == len(TASKS)
+    assert [e.target for e in trains[0].sft] == [t.solution for t in TASKS] and "Answer: " in trains[0].sft[0].target
+    assert stop.summary == {"baseline": 0.0, "accuracy": [0.0, 0.1, 0.2]} and stop.state.round == 3
