@@ -113,10 +113,15 @@ class TrainingSection(Record):
 class EvaluationSection(Record):
     """Held-out accuracy of one role, before training and after each phase (greedy, unaided)."""
 
-    role: str = "student"
+    role: str | None = Field(None, description="protocol runs: whose accuracy (default: student); programs "
+                             "name the role in their Evaluate actions")
     count: int = Field(100, ge=1, le=100_000)
     tasks: "TaskSection" = Field(default_factory=lambda: TaskSection(seed=2**31 - 1),
                                  description="held-out problems; any that also appear in the run are dropped")
+
+    @property
+    def learner(self) -> str:
+        return self.role or "student"
 
 
 class RaySection(Record):

@@ -149,10 +149,11 @@ def check_program_training(config: SimulationConfig, program: Program, cast) -> 
         both = next(roles for roles in shared.values() if len(roles) > 1)
         raise ConfigError(f"roles {' and '.join(both)} both play model {cast[both[0]][0].model!r}, and program "
                           f"{program.name!r} trains each of them: give each trained role its own model")
+    schedule = ("role", "kind", "every_episodes", "wait", "max_staleness")  # what only a protocol run reads
     for model, section in config.training.items():
-        ignored = section.model_fields_set & {"role", "kind", "every_episodes", "wait", "max_staleness"}
+        ignored = [f for f in schedule if getattr(section, f) != type(section).model_fields[f].default]
         if ignored:
-            raise ConfigError(f"training.{model}: {', '.join(sorted(ignored))} set a protocol run's schedule; "
+            raise ConfigError(f"training.{model}: {', '.join(ignored)} set a protocol run's schedule; "
                               f"program {program.name!r} decides itself when and on what {model!r} trains")
 
 
@@ -160,11 +161,11 @@ def held_out_tasks(config: SimulationConfig, tasks: list[Task]) -> list[Task]:
     """The evaluation tasks, less any that also appear among the run's tasks."""
     if config.evaluation is None:
         return []
-    if config.program is not None and "role" in config.evaluation.model_fields_set:
+    if config.program is not None and config.evaluation.role is not None:
         raise ConfigError(f"evaluation.role: program {config.program.name!r} says itself which role it evaluates; "
                           "remove evaluation.role")
-    if config.program is None and config.evaluation.role not in config.cast():
-        raise ConfigError(f"evaluation.role: no agent has role {config.evaluation.role!r}")
+    if config.program is None and config.evaluation.learner not in config.cast():
+        raise ConfigError(f"evaluation.role: no agent has role {config.evaluation.learner!r}")
     seen = {t.question for t in tasks}
     held_out = [t for t in select_tasks(config.evaluation.tasks, config.evaluation.count, config.run.seed)
                 if t.question not in seen]
@@ -285,7 +286,7 @@ def training_hooks(config: SimulationConfig, checked: Plan, run_dir: Path) -> li
 
     evaluation = None
     if checked.held_out:
-        agent = checked.cast[config.evaluation.role][0]
+        agent = checked.cast[config.evaluation.learner][0]
         evaluation = Evaluation(agent, checked.protocol, checked.options, checked.held_out)
     return [ScheduledTraining(model, section, config.models[model], checked.protocol, run_dir,
                               use_ray=config.ray.enabled,

@@ -48,7 +48,7 @@ def program_config(out_dir, model, rounds=2, **options):
                    "teacher": {"model": "oracle"},
                    "generator": {"model": "generator", "sampling": {"max_new_tokens": 8}}},
         "training": {"solver": train, "generator": train},
-        "evaluation": {"role": "solver", "count": 4},
+        "evaluation": {"count": 4},
     })
 
 

@@ -130,6 +130,9 @@ def test_program_configs_are_checked_before_anything_starts(tmp_path):
     from academe.simulation.config import parse_config
     from academe.simulation.simulate import plan
     assert plan(parse_config(base)).program.name == "socratic-zero"
+    from academe.simulation.config import dump_config
+    resolved = yaml.safe_load(dump_config(parse_config(base)))  # what a run folder keeps, and resume reads
+    assert plan(parse_config(resolved)).program.name == "socratic-zero"
     cases = [
         ({"protocol": {"name": "socratic"}}, "give a protocol or a program, not both"),
         ({"program": {"name": "socratic"}}, "unknown program 'socratic'.*'socratic' is a protocol: use 'protocol:'"),
