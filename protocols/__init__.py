@@ -9,15 +9,18 @@ from academe.protocols.engine import (
     END, START, SFT, Answer, Ask, Distill, Done, EpisodeState, Next, Options, Outcome, Phase, Preference,
     Protocol, ProtocolError, TransitionError, ask, assistant, system, user,
 )
+from academe.protocols.answer import answer
 from academe.protocols.fine_tuning import fine_tuning
+from academe.protocols.llm2llm import llm2llm
+from academe.protocols.making import make_problem
 from academe.protocols.program import (
     Episodes, Evaluate, Evaluated, Program, ProgramState, RunEpisodes, Stage, Stop, Train, Trained,
 )
 from academe.protocols.socratic import socratic
-from academe.protocols.socratic_zero import attempts, make_problem, socratic_zero
+from academe.protocols.socratic_zero import attempts, socratic_zero
 
-PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (socratic, attempts, make_problem)}
-PROGRAMS: dict[str, Program] = {p.name: p for p in (socratic_zero, fine_tuning)}
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (socratic, attempts, make_problem, answer)}
+PROGRAMS: dict[str, Program] = {p.name: p for p in (socratic_zero, fine_tuning, llm2llm)}
 
 
 def _lookup(name: str, kind: type, known: dict, other: dict, other_key: str):

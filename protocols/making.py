@@ -1,5 +1,7 @@
-"""Tasks written by agents: parse a reply into a problem with its reference answer, and refuse
-near-duplicates of what the pool already holds (rapidfuzz's normalised Indel similarity)."""
+"""Tasks written by agents: the make-problem protocol (a teacher turns a failed attempt into a new
+problem), parsing a reply into a problem with its reference answer and worked solution, and
+refusing near-duplicates of what a pool already holds (rapidfuzz's normalised Indel similarity).
+Socratic-Zero and LLM2LLM both make their new problems this way."""
 
 from __future__ import annotations
 
@@ -9,9 +11,11 @@ from typing import Iterable
 from rapidfuzz import fuzz, process, utils
 
 from academe.agents.records import Task
+from academe.protocols.engine import END, Answer, Ask, Done, EpisodeState, Next, Options, Outcome, Phase, Protocol, user
 from academe.protocols.grading import answer_text, check_task, numbers
 
 _PROBLEM = re.compile(r"problem\s*:\s*", re.IGNORECASE)
+_SOLUTION = re.compile(r"(?:^|\n)\s*solution\s*:\s*", re.IGNORECASE)
 _ANSWER = re.compile(r"(?:^|\n)\s*\**\s*answer\s*\**\s*[:=]\s*(.+)", re.IGNORECASE)
 MIN_QUESTION_CHARS = 15
 
@@ -25,8 +29,9 @@ class NotAProblem(ValueError):
         self.reason = reason
 
 
-def parse_problem(text: str, numeric: bool = True) -> tuple[str, str]:
-    """``(question, answer)`` from a reply of the form "Problem: ... Answer: <answer>".
+def parse_problem(text: str, numeric: bool = True) -> tuple[str, str, str | None]:
+    """``(question, answer, worked solution or None)`` from a reply of the form
+    "Problem: ... [Solution: ...] Answer: <answer>".
 
     The answer is the last "Answer:" line; with ``numeric``, the number it gives, as written.
     """
@@ -39,11 +44,14 @@ def parse_problem(text: str, numeric: bool = True) -> tuple[str, str]:
     if not answer:
         raise NotAProblem("the answer is not a number", repr(stated[:40]))
     body = text[: last.start()]
+    worked = _SOLUTION.search(body)
+    solution = f"{body[worked.end():].strip()}\nAnswer: {answer}" if worked else None
+    body = body[: worked.start()] if worked else body
     marker = _PROBLEM.search(body)
     question = (body[marker.end():] if marker else body).strip()
     if len(question) < MIN_QUESTION_CHARS:
         raise NotAProblem("the problem text is too short", f"{len(question)} characters")
-    return question, answer
+    return question, answer, solution
 
 
 class NearDuplicates:
@@ -76,10 +84,54 @@ class NearDuplicates:
 
 def made_task(text: str, task_id: str, grader: str = "numeric") -> Task:
     """The task a reply writes, checked against its grader; NotAProblem if there is none."""
-    question, answer = parse_problem(text, numeric=grader == "numeric")
-    task = Task(id=task_id, question=question, answer=answer, grader=grader)
+    question, answer, solution = parse_problem(text, numeric=grader == "numeric")
+    task = Task(id=task_id, question=question, answer=answer, solution=solution, grader=grader)
     try:
         check_task(task)
     except ValueError as exc:
         raise NotAProblem("the grader cannot use its answer", str(exc)) from None
     return task
+
+
+# ---- the make-problem protocol ----
+
+
+class Failure(Task):
+    """A problem the solver got wrong, with one of its wrong attempts."""
+
+    attempt: str
+
+
+class Making(EpisodeState):
+    task: Failure
+    made: Task | None = None
+    reason: str | None = None
+
+
+def make_prompt(failure: Failure) -> str:
+    return (f"A student got this problem wrong.\n\nProblem: {failure.question}\nCorrect answer: {failure.answer}\n"
+            f"The student's attempt:\n<attempt>\n{failure.attempt}\n</attempt>\n\n"
+            "Write one new problem that practises what the student got wrong, at about the same difficulty, and its "
+            "answer. Reply exactly in this form:\nProblem: <the new problem>\nSolution: <its worked solution>\n"
+            "Answer: <number>")
+
+
+def begin_making(task: Failure, options: Options):
+    return Next(state=Making(task=task), phase="write", asks=(Ask(messages=(user(make_prompt(task)),)),))
+
+
+def teacher_wrote(s: Making, answers: tuple[Answer, ...]):
+    (answer,) = answers
+    try:
+        made = made_task(answer.text, task_id=f"{s.task.id}>new", grader=s.task.grader)
+    except NotAProblem as exc:
+        return Done(state=s.replace(reason=exc.reason), outcome=Outcome(metrics={"made": 0.0}), notes={"parse": str(exc)})
+    return Done(state=s.replace(made=made), outcome=Outcome(metrics={"made": 1.0}))
+
+
+make_problem = Protocol(
+    name="make-problem",
+    description="a teacher turns a failed attempt into a new problem with its answer",
+    roles=("teacher",), state=Making, task=Failure, start=begin_making, first=("write",),
+    phases={"write": Phase("teacher", teacher_wrote, then=(END,), doc="'Problem: ... Answer: ...'")},
+)

@@ -87,7 +87,8 @@ def problem_maker(prompt: Prompt) -> str:
     steps = max(1, len(prompt.task.steps))
     largest = max((abs(n) for n in numbers(prompt.task.question)), default=20)
     (made,) = generate_word_problems(1, steps=steps, max_value=max(2, min(int(largest), 10**6)), seed=prompt.seed)
-    return f"Problem: {made.question}\nAnswer: {made.answer}"
+    worked = made.solution.rsplit("\nAnswer:", 1)[0]
+    return f"Problem: {made.question}\nSolution: {worked}\nAnswer: {made.answer}"
 
 
 def socratic_zero_teacher(prompt: Prompt) -> str:

@@ -113,7 +113,8 @@ class RunEpisodes(Record):
 class Train(Record):
     """Fine-tune the model of ``role`` (its agent in ``seat``) on ``sft`` examples or preference
     ``pairs``. Messages are as the protocol built them: the runner adds the agent's persona, so
-    the model learns from prompts exactly as that agent is asked."""
+    the model learns from prompts exactly as that agent is asked. ``from_base`` trains from the
+    base model instead of the last version (the new version still replaces it everywhere)."""
 
     kind: Literal["train"] = "train"
     state: SerializeAsAny[ProgramState]
@@ -122,6 +123,7 @@ class Train(Record):
     seat: int = Field(0, ge=0)
     sft: tuple[SFTExample, ...] = ()
     pairs: tuple[PreferencePair, ...] = ()
+    from_base: bool = False
 
 
 class Evaluate(Record):

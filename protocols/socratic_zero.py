@@ -25,7 +25,7 @@ from pydantic import Field
 
 from academe.agents.records import ChatMessage, PreferencePair, Provenance, Record, SFTExample, Task
 from academe.protocols.engine import END, Answer, Ask, Done, EpisodeState, Next, Options, Outcome, Phase, Protocol, user
-from academe.protocols.making import NearDuplicates, NotAProblem, made_task
+from academe.protocols.making import Failure, NearDuplicates, make_problem
 from academe.protocols.program import (Episodes, EpisodeResult, Evaluate, Evaluated, Program, ProgramState,
                                        RunEpisodes, Stage, Stop, Train, Trained)
 from academe.protocols.socratic import attempt_prompt
@@ -85,49 +85,6 @@ attempts = Protocol(
     roles=("solver", "teacher"), state=Attempts, options=AttemptOptions, start=begin_attempts, first=("solve",),
     phases={"solve": Phase("solver", solver_answered, then=("verify",), doc="k attempts, seeded sampling"),
             "verify": Phase("teacher", teacher_verified, then=(END,), doc="a verdict per attempt")},
-)
-
-
-# ---- episode protocol 2: the teacher turns a failure into a new problem ----
-
-
-class Failure(Task):
-    """A problem the solver got wrong, with one of its wrong attempts."""
-
-    attempt: str
-
-
-class Making(EpisodeState):
-    task: Failure
-    made: Task | None = None
-    reason: str | None = None
-
-
-def make_prompt(failure: Failure) -> str:
-    return (f"A student got this problem wrong.\n\nProblem: {failure.question}\nCorrect answer: {failure.answer}\n"
-            f"The student's attempt:\n<attempt>\n{failure.attempt}\n</attempt>\n\n"
-            "Write one new problem that practises what the student got wrong, at about the same difficulty, and its "
-            "answer. Reply exactly in this form:\nProblem: <the new problem>\nAnswer: <number>")
-
-
-def begin_making(task: Failure, options: Options):
-    return Next(state=Making(task=task), phase="write", asks=(Ask(messages=(user(make_prompt(task)),)),))
-
-
-def teacher_wrote(s: Making, answers: tuple[Answer, ...]):
-    (answer,) = answers
-    try:
-        made = made_task(answer.text, task_id=f"{s.task.id}>new", grader=s.task.grader)
-    except NotAProblem as exc:
-        return Done(state=s.replace(reason=exc.reason), outcome=Outcome(metrics={"made": 0.0}), notes={"parse": str(exc)})
-    return Done(state=s.replace(made=made), outcome=Outcome(metrics={"made": 1.0}))
-
-
-make_problem = Protocol(
-    name="make-problem",
-    description="a teacher turns a failed attempt into a new problem with its answer",
-    roles=("teacher",), state=Making, task=Failure, start=begin_making, first=("write",),
-    phases={"write": Phase("teacher", teacher_wrote, then=(END,), doc="'Problem: ... Answer: ...'")},
 )
 
 

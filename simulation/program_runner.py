@@ -215,7 +215,8 @@ class ProgramRunner:
         from academe.trainers.trainer import TrainingFailed
 
         try:
-            report = await trainer.train(kind, data, lambda st: self.runner.report(trainer.status_line(st)))
+            report = await trainer.train(kind, data, lambda st: self.runner.report(trainer.status_line(st)),
+                                         from_base=action.from_base)
         except (TrainingFailed, TrainerDied) as exc:
             return Trained(**base, skipped=str(exc))
         trained = Trained(**dict(base, version=report.version), steps=report.steps, loss_first=report.losses[0],

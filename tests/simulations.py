@@ -56,3 +56,18 @@ def program_decisions(run_dir) -> list[dict]:
     """Every decision a program logged (its action, with the program state), in order."""
     lines = (run_dir / "program.jsonl").read_text().splitlines()
     return [r["action"] for r in map(json.loads, lines) if r["type"] == "decision"]
+
+
+def llm2llm_config(out_dir, model, iterations=2):
+    """LLM2LLM on a tiny student; the scripted teacher writes the new items."""
+    return parse_config({
+        "run": {"name": "l2l", "seed": 0, "concurrency": 16, "out_dir": str(out_dir)},
+        "program": {"name": "llm2llm", "options": {"iterations": iterations}},
+        "tasks": {"source": "generated", "steps": 1, "limit": 4},
+        "models": {"student": {"kind": "transformers", "path": str(model), "num_cpus": 1, "threads": 1},
+                   "oracle": {"kind": "scripted", "path": "academe.protocols.oracles:problem_maker", "num_cpus": 0}},
+        "agents": {"student": {"model": "student", "sampling": {"max_new_tokens": 8}}, "teacher": {"model": "oracle"}},
+        "training": {"student": {"num_cpus": 1, "threads": 1,
+                                 "settings": {"steps": 2, "batch_size": 4, "lr": 0.01, "max_seq_len": 256}}},
+        "evaluation": {"count": 4},
+    })

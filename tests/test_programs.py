@@ -131,3 +131,14 @@ def test_a_program_log_line_torn_by_a_crash_is_cut_and_never_counts(tmp_path):
     decisions, results = ProgramLog(tmp_path).read()
     assert [d.n for d in decisions] == [0] and list(results) == [0]
     assert (tmp_path / "program.jsonl").read_text().endswith("}\n")
+
+
+def test_llm2llm_retrains_a_tiny_student_from_the_base_on_data_grown_from_its_mistakes(ray_local, tmp_path, tiny_model):
+    from simulations import llm2llm_config
+    run_dir, summary = start_run(llm2llm_config(tmp_path, tiny_model))
+    assert [(t["version"], t["examples"]) for t in summary["trained"]] == [(1, 4), (2, 8)]  # a tiny model errs on all
+    iterations = summary["result"]["iterations"]
+    assert iterations[0]["wrong"] == 4 and iterations[0]["written"] == 4 and summary["result"]["synthetic"] == 4
+    frame = read_messages(run_dir).to_pandas()
+    assert set(frame[frame.protocol == "answer"].model_version) == {1}  # the seed items, asked of version 1
+    assert set(frame[frame.protocol == "make-problem"].role) == {"teacher"}

@@ -189,13 +189,16 @@ def test_programs_are_found_by_name_or_module_path():
 def test_the_scripted_teacher_makes_problems_near_the_failed_ones_difficulty():
     from academe.agents.records import Prompt
     from academe.protocols.engine import user
-    from academe.protocols.socratic_zero import make_prompt
+    from academe.protocols.making import make_prompt
     hard = generate_word_problems(1, steps=3, max_value=500, seed=3)[0]
     failure = Failure(**hard.model_dump(), attempt="Answer: 1")
     text = problem_maker(Prompt(messages=(user(make_prompt(failure)),), task=failure.base(), seed=5))
     assert text == problem_maker(Prompt(messages=(user(make_prompt(failure)),), task=failure.base(), seed=5))
-    question = text.split("Problem: ")[1].split("\nAnswer:")[0]
+    question = text.split("Problem: ")[1].split("\nSolution:")[0]
     assert question.count("Then") == 3  # three steps, like the failed problem
+    from academe.protocols.making import made_task
+    made = made_task(text, "x")
+    assert made.question == question and made.solution.endswith(f"Answer: {made.answer}") and " = " in made.solution
     assert reply(text).text == text
 
 

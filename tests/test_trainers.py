@@ -150,3 +150,19 @@ def test_in_process_publication_acknowledges_and_names_what_cannot_receive(tiny_
     report = publish_local({"tiny": receiver, "oracle": scripted}, receiver.backend.state_dict(), 3)
     assert report.acknowledged == ("tiny",) and receiver.version() == 3
     assert report.failed == {"oracle": "TypeError: model 'scripted:socratic_teacher' cannot receive weights"}
+
+
+@pytest.mark.parametrize("mode", ["lora", "full"])
+def test_a_phase_from_the_base_model_forgets_the_last_version(tiny_model, mode):
+    trainer = Trainer(ModelSpec(path=str(tiny_model)), settings(mode))
+    start = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    trainer.train_sft(SFT_DATA)
+    trainer.reset()
+    assert all(torch.equal(p, start[n]) for n, p in trainer.model.named_parameters() if p.requires_grad)
+    assert not trainer.optimizer.state  # a fresh optimizer too
+    again = Trainer(ModelSpec(path=str(tiny_model)), settings(mode))
+    again.train_sft(SFT_DATA)
+    report = trainer.train_sft(SFT_DATA, from_base=True)
+    assert report.version == 2  # versions count on
+    # from the base, its first loss is the base model's, not the trained one's
+    assert report.losses[0] == pytest.approx(again.train_sft(SFT_DATA, from_base=True).losses[0], rel=1e-4)

@@ -63,11 +63,12 @@ class ModelTrainer:
         return json.loads(path.read_text()) if path.is_file() else None
 
     async def train(self, kind: Literal["sft", "dpo"], data: list,
-                    on_status: Callable[[dict], Awaitable[None] | None] | None = None) -> PhaseReport:
+                    on_status: Callable[[dict], Awaitable[None] | None] | None = None,
+                    from_base: bool = False) -> PhaseReport:
         """One phase; raises TrainingFailed (weights restored) or TrainerDied (trainer replaced)."""
         method = "train_sft" if kind == "sft" else "train_dpo"
         try:
-            report = await self._watched(self.call(method, data), on_status)
+            report = await self._watched(self.call(method, data, None, from_base), on_status)
         except Exception as exc:
             if not self.use_ray or isinstance(exc, TrainingFailed) or not trainer_died(exc):
                 raise

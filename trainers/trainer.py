@@ -82,6 +82,8 @@ class Trainer:
             self.model = base
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=settings.lr, weight_decay=settings.weight_decay)
+        # What "from the base model" goes back to: the fresh adapter (LoRA) or the loaded weights (full).
+        self.initial = {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
         self.version = 0
         self.live = {"phase": None, "step": 0, "steps": 0, "loss": None, "samples_per_s": 0.0}
 
@@ -89,12 +91,17 @@ class Trainer:
     def _encode(self, messages, target: str) -> tuple[list[int], list[int]]:
         return encode(self.tokenizer, messages, target, self.settings.max_seq_len)
 
-    def train_sft(self, examples: Sequence[SFTExample], steps: int | None = None) -> PhaseReport:
-        """SFT on the examples; each example's loss counts by its ``weight``."""
+    def train_sft(self, examples: Sequence[SFTExample], steps: int | None = None, from_base: bool = False) -> PhaseReport:
+        """SFT on the examples; each example's loss counts by its ``weight``. ``from_base`` starts the
+        phase from the base model and a fresh optimizer instead of the last version (LLM2LLM)."""
+        if from_base:
+            self.reset()
         encoded = [(self._encode(e.messages, e.target), e.weight) for e in examples]
         return self._phase("sft", encoded, self._plan(len(encoded), steps), self._sft_step)
 
-    def train_dpo(self, pairs: Sequence[PreferencePair], steps: int | None = None) -> PhaseReport:
+    def train_dpo(self, pairs: Sequence[PreferencePair], steps: int | None = None, from_base: bool = False) -> PhaseReport:
+        if from_base:
+            self.reset()
         encoded = [(self._encode(p.messages, p.chosen), self._encode(p.messages, p.rejected)) for p in pairs]
         plan = self._plan(len(encoded), steps)
         used = sorted({i for batch in plan for i in batch})  # reference log-probs only where a batch needs them
@@ -180,6 +187,12 @@ class Trainer:
         return PhaseReport(version=self.version, kind=kind, examples=len(items), steps=len(plan), losses=tuple(losses),
                            margins=tuple(margins), tokens=tokens, seconds=seconds, tokens_per_s=tokens / seconds,
                            samples_per_s=samples / seconds)
+
+    def reset(self) -> None:
+        """Back to the base model: the trained weights as they were loaded, a fresh optimizer. The
+        version still counts on, so every published model stays distinguishable."""
+        self._restore(self.initial)
+        self.optimizer = torch.optim.AdamW(self.params, lr=self.settings.lr, weight_decay=self.settings.weight_decay)
 
     def _restore(self, good: dict[str, torch.Tensor]) -> None:
         with torch.no_grad():
