@@ -6,9 +6,10 @@ Socratic-Zero and LLM2LLM both make their new problems this way."""
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import Iterable, Literal
 
 from rapidfuzz import fuzz, process, utils
+from rapidfuzz.distance import LCSseq
 
 from academe.agents.records import Task
 from academe.protocols.engine import END, Answer, Ask, Done, EpisodeState, Next, Options, Outcome, Phase, Protocol, user
@@ -54,23 +55,35 @@ def parse_problem(text: str, numeric: bool = True) -> tuple[str, str, str | None
     return question, answer, solution
 
 
+def rouge_l(a: str, b: str) -> float:
+    """ROUGE-L F1 of two texts: their longest common subsequence of words, over both lengths."""
+    x, y = a.lower().split(), b.lower().split()
+    return 2 * LCSseq.similarity(x, y) / (len(x) + len(y)) if x and y else 0.0
+
+
 class NearDuplicates:
-    """Questions seen so far; ``match`` finds one at least ``threshold`` similar (0..1) to a new one.
+    """Questions seen so far; ``match`` finds one at least ``threshold`` similar (0..1) to a new one,
+    by character similarity (``ratio``: rapidfuzz's normalised Indel) or ``rouge-l`` (word LCS F1).
 
     With ``same_numbers``, a similar question counts only if it also has the same numbers: two
     word problems that differ only in their numbers are different problems.
     """
 
-    def __init__(self, questions: Iterable[str], threshold: float, same_numbers: bool = False):
-        self.threshold, self.same_numbers = threshold, same_numbers
+    def __init__(self, questions: Iterable[str], threshold: float, same_numbers: bool = False,
+                 measure: Literal["ratio", "rouge-l"] = "ratio"):
+        self.threshold, self.same_numbers, self.measure = threshold, same_numbers, measure
         self.questions: list[str] = []
         self.numbers: list[list] = []
         for question in questions:
             self.add(question)
 
     def match(self, question: str) -> str | None:
-        similar = process.extract(question, self.questions, scorer=fuzz.ratio, processor=utils.default_process,
-                                  score_cutoff=100 * self.threshold, limit=None)
+        if self.measure == "rouge-l":
+            scores = ((q, rouge_l(question, q), i) for i, q in enumerate(self.questions))
+            similar = [hit for hit in scores if hit[1] > self.threshold]
+        else:
+            similar = process.extract(question, self.questions, scorer=fuzz.ratio, processor=utils.default_process,
+                                      score_cutoff=100 * self.threshold, limit=None)
         mine = sorted(numbers(question))
         for found, _, index in similar:
             if not self.same_numbers or self.numbers[index] == mine:

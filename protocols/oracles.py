@@ -94,3 +94,17 @@ def problem_maker(prompt: Prompt) -> str:
 def socratic_zero_teacher(prompt: Prompt) -> str:
     """The Socratic-Zero teacher as one scripted agent: verifies attempts, and makes new problems."""
     return verifier(prompt) if "Verdict:" in prompt.messages[-1].content else problem_maker(prompt)
+
+
+def reference_answerer(prompt: Prompt) -> str:
+    """A teacher who knows: answers with the task's reference solution (or its answer)."""
+    if prompt.task is None or prompt.task.answer is None:
+        raise ValueError("reference_answerer needs a task with a reference answer on the prompt")
+    return prompt.task.solution or f"Answer: {prompt.task.answer}"
+
+
+def lion_teacher(prompt: Prompt) -> str:
+    """Lion's teacher as one scripted agent: answers from the reference, and writes new problems
+    after the ones it is shown (the built-in generator, as ``problem_maker``)."""
+    return problem_maker(prompt) if "Write one new instruction" in prompt.messages[-1].content \
+        else reference_answerer(prompt)

@@ -71,3 +71,20 @@ def llm2llm_config(out_dir, model, iterations=2):
                                  "settings": {"steps": 2, "batch_size": 4, "lr": 0.01, "max_seq_len": 256}}},
         "evaluation": {"count": 4},
     })
+
+
+def lion_config(out_dir, model, rounds=2):
+    """Lion on a tiny student; the scripted teacher answers from the reference and writes problems; the
+    grader is the referee (the referee role is bound to the teacher's model, as in the paper)."""
+    return parse_config({
+        "run": {"name": "lion", "seed": 0, "concurrency": 16, "out_dir": str(out_dir)},
+        "program": {"name": "lion", "options": {"rounds": rounds, "referee": "grader", "new_per_round": 4}},
+        "tasks": {"source": "generated", "steps": 1, "limit": 4},
+        "models": {"student": {"kind": "transformers", "path": str(model), "num_cpus": 1, "threads": 1},
+                   "oracle": {"kind": "scripted", "path": "academe.protocols.oracles:lion_teacher", "num_cpus": 0}},
+        "agents": {"student": {"model": "student", "sampling": {"max_new_tokens": 8}}, "teacher": {"model": "oracle"},
+                   "referee": {"model": "oracle"}},
+        "training": {"student": {"num_cpus": 1, "threads": 1,
+                                 "settings": {"steps": 2, "batch_size": 4, "lr": 0.01, "max_seq_len": 256}}},
+        "evaluation": {"count": 4},
+    })

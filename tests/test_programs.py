@@ -142,3 +142,15 @@ def test_llm2llm_retrains_a_tiny_student_from_the_base_on_data_grown_from_its_mi
     frame = read_messages(run_dir).to_pandas()
     assert set(frame[frame.protocol == "answer"].model_version) == {1}  # the seed items, asked of version 1
     assert set(frame[frame.protocol == "make-problem"].role) == {"teacher"}
+
+
+def test_lion_imitates_discriminates_and_generates_with_a_tiny_student(ray_local, tmp_path, tiny_model):
+    from simulations import lion_config
+    run_dir, summary = start_run(lion_config(tmp_path, tiny_model))
+    assert [(t["version"], t["examples"]) for t in summary["trained"]] == [(1, 4), (2, 6)]
+    first = summary["result"]["rounds"][0]
+    assert first["hard"] == 4 and first["new_hard"] == 2  # a tiny student loses every comparison; 4 new at most
+    frame = read_messages(run_dir).to_pandas()
+    compared = frame[frame.protocol == "compare"]
+    assert set(compared.role) == {"teacher", "student"}  # the grader refereed: no referee turns
+    assert set(compared[compared.role == "student"].model_version) == {1}
