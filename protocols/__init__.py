@@ -11,6 +11,7 @@ from academe.protocols.engine import (
 )
 from academe.protocols.answer import answer
 from academe.protocols.fine_tuning import fine_tuning
+from academe.protocols.lbt import lbt, teach_and_exam
 from academe.protocols.lion import compare, lion, write_instruction
 from academe.protocols.llm2llm import llm2llm
 from academe.protocols.making import make_problem
@@ -21,8 +22,8 @@ from academe.protocols.socratic import socratic
 from academe.protocols.socratic_zero import attempts, socratic_zero
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (socratic, attempts, make_problem, answer, compare,
-                                                      write_instruction)}
-PROGRAMS: dict[str, Program] = {p.name: p for p in (socratic_zero, fine_tuning, llm2llm, lion)}
+                                                      write_instruction, teach_and_exam)}
+PROGRAMS: dict[str, Program] = {p.name: p for p in (socratic_zero, fine_tuning, llm2llm, lion, lbt)}
 
 
 def _lookup(name: str, kind: type, known: dict, other: dict, other_key: str):

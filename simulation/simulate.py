@@ -114,7 +114,9 @@ def plan(config: SimulationConfig) -> Plan:
             options = program.parse_options(config.program.options)
             check_program_training(config, program, cast)
             tasks = select_tasks(config.tasks, None, config.run.seed)
-            return Plan(None, program, options, cast, tasks, held_out_tasks(config, tasks))
+            held_out = held_out_tasks(config, tasks)
+            program.begin(tuple(tasks), tuple(held_out), options)  # pure: a start that fails, fails here
+            return Plan(None, program, options, cast, tasks, held_out)
         protocol = get_protocol(config.protocol.name)
         protocol.check_bindings({role: [a.name for a in agents] for role, agents in cast.items()})
         options = protocol.parse_options(config.protocol.options)
@@ -245,7 +247,7 @@ def program_services(config: SimulationConfig, checked: Plan, run_dir: Path, poo
     async def evaluate(agent: AgentSpec, protocol: Protocol, tasks: list[Task]) -> tuple[float, int]:
         from academe.trainers.evaluate import accuracy
 
-        return await accuracy(pool, agent, protocol, protocol.options(), tasks)
+        return await accuracy(pool, agent, protocol, protocol.options(), tasks, check_role=False)
 
     async def publish(trainer):
         return await trainer.publish(pool)

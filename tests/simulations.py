@@ -88,3 +88,21 @@ def lion_config(out_dir, model, rounds=2):
                                  "settings": {"steps": 2, "batch_size": 4, "lr": 0.01, "max_seq_len": 256}}},
         "evaluation": {"count": 4},
     })
+
+
+def lbt_config(out_dir, model, rounds=1):
+    """Learning by teaching: a tiny teacher (trained by DPO) and two students of different models; the coin
+    grader gives the exams mixed results."""
+    tiny = {"kind": "transformers", "path": str(model), "num_cpus": 0.5, "threads": 1}
+    return parse_config({
+        "run": {"name": "lbt", "seed": 0, "concurrency": 16, "out_dir": str(out_dir)},
+        "program": {"name": "lbt", "options": {"rounds": rounds, "rationales": 3, "exam_size": 2}},
+        "tasks": {"source": "generated", "steps": 1, "limit": 3, "grader": "agents_for_tests:coin_grader"},
+        "models": {"teacher": tiny, "student": tiny, "guesser": SCRIPTED_STUDENT},
+        "agents": {"teacher": {"model": "teacher", "sampling": {"temperature": 1.0, "max_new_tokens": 8}},
+                   "student": [{"name": "tiny", "model": "student", "sampling": {"max_new_tokens": 6}},
+                               {"name": "guesser", "model": "guesser"}]},
+        "training": {"teacher": {"num_cpus": 1, "threads": 1,
+                                 "settings": {"steps": 2, "batch_size": 4, "lr": 0.01, "max_seq_len": 256}}},
+        "evaluation": {"count": 4},
+    })

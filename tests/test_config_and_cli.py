@@ -48,7 +48,7 @@ def test_missing_config_file_and_bad_override(tmp_path):
 
 def test_cli_rejects_unknown_protocol_and_unbound_role(tmp_path):
     result = cli.invoke(app, ["run", "--set", "protocol.name=debate"])
-    assert result.exit_code == 2 and "unknown protocol 'debate'; known: answer, compare, make-problem, socratic, solve-and-verify, write-instruction" in result.output
+    assert result.exit_code == 2 and "unknown protocol 'debate'; known: answer, compare, make-problem, socratic, solve-and-verify, teach-and-exam, write-instruction" in result.output
     cfg = yaml.safe_load(open(load_config.__globals__["DEFAULT_CONFIG"]))
     del cfg["agents"]["teacher"]
     result = cli.invoke(app, ["run", str(write(tmp_path, yaml.safe_dump(cfg)))])

@@ -154,3 +154,15 @@ def test_lion_imitates_discriminates_and_generates_with_a_tiny_student(ray_local
     compared = frame[frame.protocol == "compare"]
     assert set(compared.role) == {"teacher", "student"}  # the grader refereed: no referee turns
     assert set(compared[compared.role == "student"].model_version) == {1}
+
+
+def test_lbt_examines_two_students_of_different_models_and_trains_the_teacher(ray_local, tmp_path, tiny_model):
+    from simulations import lbt_config
+    run_dir, summary = start_run(lbt_config(tmp_path, tiny_model))
+    (round_0,) = summary["result"]["rounds"]
+    assert round_0["lessons"] == 3 and round_0["pairs"] > 0
+    assert [(t["role"], t["version"]) for t in summary["trained"]] == [("teacher", 1)]
+    frame = read_messages(run_dir).to_pandas()
+    exam = frame[(frame.protocol == "teach-and-exam") & (frame.phase == "exam")]
+    assert set(exam.agent) == {"tiny", "guesser"} and len(exam) == 3 * 3 * 2 * 2  # lessons x rationales x exam x students
+    assert set(exam.model) == {"tiny-llama", "scripted:guessing_student"}

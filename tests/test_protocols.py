@@ -160,7 +160,7 @@ def test_bindings_must_cover_every_role_and_only_those():
 
 
 def test_unknown_protocol_lists_the_known_ones():
-    with pytest.raises(ProtocolError, match="unknown protocol 'debate'; known: answer, compare, make-problem, socratic, solve-and-verify, write-instruction"):
+    with pytest.raises(ProtocolError, match="unknown protocol 'debate'; known: answer, compare, make-problem, socratic, solve-and-verify, teach-and-exam, write-instruction"):
         get_protocol("debate")
 
 

@@ -11,13 +11,17 @@ from academe.protocols.grading import grade
 from academe.simulation.actors import ModelPool
 
 
-def opening_prompts(protocol: Protocol, options: Options, agent: AgentSpec, tasks: Sequence[Task]):
-    """The prompt the protocol opens each episode with, as ``agent`` would get it, made greedy."""
+def opening_prompts(protocol: Protocol, options: Options, agent: AgentSpec, tasks: Sequence[Task],
+                    check_role: bool = True):
+    """The prompt the protocol opens each episode with, as ``agent`` would get it, made greedy.
+    ``check_role``: refuse a protocol that opens with another role than the agent's (a program
+    names the protocol whose opening prompt it wants, whatever the role is called there)."""
     greedy = agent.replace(sampling=Sampling(temperature=0.0, max_new_tokens=agent.sampling.max_new_tokens))
     prompts = []
     for task in tasks:
         first = protocol.begin(task, options)
-        if not isinstance(first, Next) or (first.asks[0].role or protocol.speakers(first.phase)[0]) != agent.role:
+        opener = (first.asks[0].role or protocol.speakers(first.phase)[0]) if isinstance(first, Next) else None
+        if opener is None or (check_role and opener != agent.role):
             raise ValueError(f"protocol {protocol.name!r} does not open with the {agent.role!r} role; "
                              "held-out evaluation asks the opening question of that role")
         prompts.append(greedy.prompt(first.asks[0].messages, seed=0, task=task))
@@ -25,10 +29,10 @@ def opening_prompts(protocol: Protocol, options: Options, agent: AgentSpec, task
 
 
 async def accuracy(pool: ModelPool, agent: AgentSpec, protocol: Protocol, options: Options,
-                   tasks: Sequence[Task], batch: int = 32) -> tuple[float | None, int]:
+                   tasks: Sequence[Task], batch: int = 32, check_role: bool = True) -> tuple[float | None, int]:
     """(share of the gradable tasks answered correctly, or None if none is gradable; the model
     version that answered)."""
-    prompts = opening_prompts(protocol, options, agent, tasks)
+    prompts = opening_prompts(protocol, options, agent, tasks, check_role)
     replies = []
     for i in range(0, len(prompts), batch):
         replies += await pool.generate(agent.model, prompts[i:i + batch])
