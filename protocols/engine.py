@@ -221,7 +221,7 @@ class Protocol:
             raise TransitionError(f"protocol {self.name!r}: phase {source!r} returned a {type(step).__name__}, "
                                   "not a Next or a Done")
         target = END if isinstance(step, Done) else step.phase
-        check_edge("phase", self.name, self.graph, source, target, TransitionError)
+        check_edge("phase", f"protocol {self.name!r}", self.graph, source, target, TransitionError)
         if not isinstance(step.state, self.state):
             raise TransitionError(
                 f"protocol {self.name!r}: phase {source!r} returned a {type(step.state).__name__}, "
@@ -305,7 +305,7 @@ def validate(protocol: Protocol) -> None:
         for role in spec.roles:
             if role not in protocol.roles:
                 raise ProtocolError(f"protocol {name!r}: phase {phase!r} is spoken by unknown role {role!r}")
-    check_flow("phase", f"protocol {name}", protocol.first, then, protocol.graph, ProtocolError)
+    check_flow("phase", f"protocol {name!r}", protocol.first, then, protocol.graph, ProtocolError)
     for spec in protocol.train:
         roles = (spec.student, spec.teacher) if isinstance(spec, Distill) else (spec.role,)
         for role in roles:

@@ -25,28 +25,29 @@ def flow_graph(first: Sequence[str], then: Mapping[str, Sequence[str]], labels: 
     return graph
 
 
-def check_flow(kind: str, name: str, first: Sequence[str], then: Mapping[str, Sequence[str]],
+def check_flow(kind: str, where: str, first: Sequence[str], then: Mapping[str, Sequence[str]],
                graph: nx.DiGraph, error: type[Exception]) -> None:
-    """Raise ``error`` naming the first thing that would let a run get stuck or go astray."""
+    """Raise ``error`` naming the first thing that would let a run get stuck or go astray; ``where``
+    names the definition, e.g. "protocol 'debate'"."""
     known = set(then) | {END}
     if not first:
-        raise error(f"{name!r} names no first {kind}")
+        raise error(f"{where} names no first {kind}")
     for source, targets in [(START, first)] + list(then.items()):
         for target in targets:
             if target not in known:
-                raise error(f"{name!r}: {kind} {source!r} leads to unknown {kind} {target!r}")
+                raise error(f"{where}: {kind} {source!r} leads to unknown {kind} {target!r}")
     unreachable = sorted(set(then) - nx.descendants(graph, START))
     if unreachable:
-        raise error(f"{name!r}: {kind}(s) {', '.join(unreachable)} cannot be reached from the start")
+        raise error(f"{where}: {kind}(s) {', '.join(unreachable)} cannot be reached from the start")
     stuck = sorted(set(then) - nx.ancestors(graph, END))
     if stuck:
-        raise error(f"{name!r}: from {kind}(s) {', '.join(stuck)} the end can never be reached")
+        raise error(f"{where}: from {kind}(s) {', '.join(stuck)} the end can never be reached")
 
 
-def check_edge(kind: str, name: str, graph: nx.DiGraph, source: str, target: str, error: type[Exception]) -> None:
+def check_edge(kind: str, where: str, graph: nx.DiGraph, source: str, target: str, error: type[Exception]) -> None:
     if not graph.has_edge(source, target):
         allowed = ", ".join(sorted(graph.successors(source))) if source in graph else "none"
-        raise error(f"{name!r}: {kind} {source!r} went to {target!r}; allowed: {allowed}")
+        raise error(f"{where}: {kind} {source!r} went to {target!r}; allowed: {allowed}")
 
 
 def draw(graph: nx.DiGraph, title: str, path: str) -> str:

@@ -175,7 +175,7 @@ class Program:
     def __post_init__(self):
         then = {stage: spec.then for stage, spec in self.stages.items()}
         object.__setattr__(self, "graph", flow_graph(self.first, then, {s: spec.doc for s, spec in self.stages.items()}))
-        check_flow("stage", f"program {self.name}", self.first, then, self.graph, ProtocolError)
+        check_flow("stage", f"program {self.name!r}", self.first, then, self.graph, ProtocolError)
         for role in self.trains:
             if role not in self.roles:
                 raise ProtocolError(f"program {self.name!r} trains unknown role {role!r}; its roles: {', '.join(self.roles)}")
@@ -197,7 +197,7 @@ class Program:
             raise TransitionError(f"program {self.name!r}: stage {source!r} returned a {type(action).__name__}, "
                                   "not an action (RunEpisodes, Train, Evaluate or Stop)")
         target = END if isinstance(action, Stop) else action.stage
-        check_edge("stage", f"program {self.name}", self.graph, source, target, TransitionError)
+        check_edge("stage", f"program {self.name!r}", self.graph, source, target, TransitionError)
         if not isinstance(action.state, self.state):
             raise TransitionError(f"program {self.name!r}: stage {source!r} returned a {type(action.state).__name__}"
                                   f" state, not a {self.state.__name__}")

@@ -1,0 +1,1 @@
+"""A user's own protocols for academe, kept outside academe and loaded by module path."""
