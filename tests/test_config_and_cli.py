@@ -87,7 +87,9 @@ def test_missing_task_file_fails_before_anything_starts(tmp_path):
 
 @pytest.mark.parametrize("name,runs", [("socratic-llm-teacher-gsm8k.yaml", "socratic"), ("learn-socratic.yaml", "socratic"),
                                        ("socratic-zero.yaml", "socratic-zero"),
-                                       ("socratic-zero-baseline.yaml", "fine-tuning")])
+                                       ("socratic-zero-baseline.yaml", "fine-tuning"), ("llm2llm.yaml", "llm2llm"),
+                                       ("llm2llm-baseline.yaml", "fine-tuning"), ("lion.yaml", "lion"),
+                                       ("lbt.yaml", "lbt")])
 def test_example_configs_are_valid(name, runs, monkeypatch):
     from pathlib import Path
 
