@@ -180,12 +180,12 @@ class RoundReport(Record):
     cache: int = 0
     imitation: Trained | None = None
     accuracy: float | None = None  # the student's held-out accuracy after imitation
-    hard: int = 0
-    easy: int = 0
-    unscored: int = 0
+    hard: int | None = None  # None: not discriminated (the last round ends after imitation)
+    easy: int | None = None
+    unscored: int | None = None
     mean_gap: float | None = None
-    new_hard: int = 0
-    new_easy: int = 0
+    new_hard: int | None = None
+    new_easy: int | None = None
     dropped: dict[str, int] = Field(default_factory=dict)
 
 
@@ -237,7 +237,7 @@ def imitated(s: Lion, result: Trained):
 def measured(s: Lion, result: Evaluated):
     s = s.replace(report=s.report.replace(accuracy=result.accuracy))
     if s.round + 1 >= s.options.rounds:
-        s = s.replace(reports=s.reports + (s.report,))
+        s = s.replace(round=s.round + 1, reports=s.reports + (s.report,))
         return Stop(state=s, summary={"baseline": s.baseline, "accuracy": [r.accuracy for r in s.reports],
                                       "rounds": [r.model_dump(mode="json", exclude={"imitation"}) for r in s.reports]})
     return RunEpisodes(state=s, stage="discriminated", protocol="compare", tasks=s.cache,
@@ -255,7 +255,7 @@ def discriminated(s: Lion, result: Episodes):
     exemplars = tuple(Exemplar(**t.base().model_dump(), hardness="hard") for t in hard[:half]) + tuple(
         Exemplar(**t.base().model_dump(), hardness="easy") for t in easy[:half])
     if not exemplars:
-        return next_round(s, ())
+        return next_round(s.replace(report=s.report.replace(new_hard=0, new_easy=0)), ())
     return RunEpisodes(state=s, stage="generated", protocol="write-instruction", tasks=exemplars)
 
 

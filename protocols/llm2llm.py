@@ -38,7 +38,7 @@ class Iteration(Record):
     accuracy: float | None = None  # held-out, after this iteration's fine-tuning
     seed_accuracy: float | None = None  # on the seed items it was trained on
     wrong: int | None = None  # seed items it got wrong (not checked after the last fine-tuning)
-    written: int = 0
+    written: int | None = None
     dropped: dict[str, int] = Field(default_factory=dict)
 
 
@@ -117,7 +117,7 @@ def written(s: Augmentation, result: Episodes):
 
 
 def stop(s: Augmentation) -> Stop:
-    s = s.replace(reports=s.reports + (s.report,))
+    s = s.replace(round=s.round + 1, reports=s.reports + (s.report,))
     return Stop(state=s, summary={"baseline": s.baseline, "accuracy": [r.accuracy for r in s.reports],
                                   "data": [r.data for r in s.reports], "synthetic": len(s.synthetic),
                                   "iterations": [r.model_dump(mode="json", exclude={"trained"}) for r in s.reports]})
