@@ -21,11 +21,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from academe.agents.records import Provenance, Record, SFTExample, Task
+from academe.agents.records import Record, SFTExample, Task
 from academe.protocols.answer import answer, prompt_for
 from academe.protocols.engine import END, Answer, Ask, Done, EpisodeState, Next, Options, Outcome, Phase, Protocol, user
 from academe.protocols.grading import grade
-from academe.protocols.making import NearDuplicates, NotAProblem, made_task
+from academe.protocols.making import NearDuplicates, NotAProblem, keep_new, made_task
 from academe.protocols.program import (Episodes, Evaluate, Evaluated, Program, ProgramState, RunEpisodes, Stage, Stop,
                                        Train, Trained)
 
@@ -262,20 +262,10 @@ def discriminated(s: Lion, result: Episodes):
 def generated(s: Lion, result: Episodes):
     known = NearDuplicates([t.question for t in s.cache] + list(s.reserved), s.options.similarity,
                            same_numbers=True, measure="rouge-l")
-    new, dropped, counts = [], {}, {"hard": 0, "easy": 0}
-    for e in result.episodes:
-        task, reason = e.state.written, e.state.reason or "the episode failed"
-        if task is not None and (twin := known.match(task.question)) is not None:
-            task, reason = None, "near-duplicate of a " + ("held-out" if twin in s.reserved else "known") + " one"
-        if task is None:
-            dropped[reason] = dropped.get(reason, 0) + 1
-            continue
-        known.add(task.question)
-        counts[e.task.hardness] += 1
-        turn = e.turns[0]
-        new.append(task.replace(id=f"r{s.round}-{e.task.hardness}-e{e.episode}", origin=Provenance(
-            round=s.round, parent=e.task.id, episode=e.episode, agent=turn.agent, model=turn.reply.model,
-            model_version=turn.reply.model_version)))
+    kept, dropped = keep_new(result.episodes, known, s.reserved, s.round, written=lambda e: e.state.written,
+                             name=lambda e: f"r{s.round}-{e.task.hardness}-e{e.episode}")
+    new = [task for task, _ in kept]
+    counts = {kind: sum(e.task.hardness == kind for _, e in kept) for kind in ("hard", "easy")}
     s = s.replace(report=s.report.replace(new_hard=counts["hard"], new_easy=counts["easy"], dropped=dropped))
     return next_round(s, tuple(new))
 

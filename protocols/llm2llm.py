@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from academe.agents.records import Provenance, Record, SFTExample, Task
+from academe.agents.records import Record, SFTExample, Task
 from academe.protocols.answer import answer, prompt_for
 from academe.protocols.engine import END, Options, user
-from academe.protocols.making import Failure, NearDuplicates, make_problem
+from academe.protocols.making import Failure, NearDuplicates, keep_new, make_problem
 from academe.protocols.program import (Episodes, Evaluate, Evaluated, Program, ProgramState, RunEpisodes, Stage, Stop,
                                        Train, Trained)
 
@@ -97,19 +97,9 @@ def answered(s: Augmentation, result: Episodes):
 def written(s: Augmentation, result: Episodes):
     known = NearDuplicates([t.question for t in s.seeds + s.synthetic] + list(s.reserved), s.options.similarity,
                            same_numbers=s.options.numbers_matter)
-    new, dropped = [], {}
-    for e in result.episodes:
-        item, reason = e.state.made, e.state.reason or "the episode failed"
-        if item is not None and (twin := known.match(item.question)) is not None:
-            item, reason = None, "near-duplicate of a " + ("held-out item" if twin in s.reserved else "known item")
-        if item is None:
-            dropped[reason] = dropped.get(reason, 0) + 1
-            continue
-        known.add(item.question)
-        turn = e.turns[0]
-        new.append(item.replace(id=f"i{s.round}-e{e.episode}", origin=Provenance(
-            round=s.round, parent=e.task.id, episode=e.episode, agent=turn.agent, model=turn.reply.model,
-            model_version=turn.reply.model_version)))
+    kept, dropped = keep_new(result.episodes, known, s.reserved, s.round, written=lambda e: e.state.made,
+                             name=lambda e: f"i{s.round}-e{e.episode}")
+    new = [task for task, _ in kept]
     report = s.report.replace(written=len(new), dropped=dropped)
     s = s.replace(round=s.round + 1, synthetic=s.synthetic + tuple(new), reports=s.reports + (report,),
                   report=Iteration(iteration=s.round + 1))

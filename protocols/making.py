@@ -6,14 +6,15 @@ Socratic-Zero and LLM2LLM both make their new problems this way."""
 from __future__ import annotations
 
 import re
-from typing import Iterable, Literal
+from typing import Callable, Iterable, Literal, Sequence
 
 from rapidfuzz import fuzz, process, utils
 from rapidfuzz.distance import LCSseq
 
-from academe.agents.records import Task
+from academe.agents.records import Provenance, Task
 from academe.protocols.engine import END, Answer, Ask, Done, EpisodeState, Next, Options, Outcome, Phase, Protocol, user
 from academe.protocols.grading import answer_text, check_task, numbers
+from academe.protocols.program import EpisodeResult
 
 _PROBLEM = re.compile(r"problem\s*:\s*", re.IGNORECASE)
 _SOLUTION = re.compile(r"(?:^|\n)\s*solution\s*:\s*", re.IGNORECASE)
@@ -93,6 +94,28 @@ class NearDuplicates:
     def add(self, question: str) -> None:
         self.questions.append(question)
         self.numbers.append(sorted(numbers(question)))
+
+
+def keep_new(episodes: Sequence[EpisodeResult], known: NearDuplicates, reserved: Sequence[str], round: int,
+             written: Callable[[EpisodeResult], Task | None], name: Callable[[EpisodeResult], str],
+             ) -> tuple[list[tuple[Task, EpisodeResult]], dict[str, int]]:
+    """The tasks the episodes wrote that copy no known or ``reserved`` (held-out) one, each renamed
+    ``name(episode)`` and stamped with its provenance, with the episode that wrote it; and how many
+    were dropped, by reason."""
+    kept, dropped = [], {}
+    for e in episodes:
+        task, reason = written(e), e.state.reason or "the episode failed"
+        if task is not None and (twin := known.match(task.question)) is not None:
+            task, reason = None, "near-duplicate of a " + ("held-out task" if twin in reserved else "known task")
+        if task is None:
+            dropped[reason] = dropped.get(reason, 0) + 1
+            continue
+        known.add(task.question)
+        turn = e.turns[0]
+        origin = Provenance(round=round, parent=e.task.id, episode=e.episode, agent=turn.agent, model=turn.reply.model,
+                            model_version=turn.reply.model_version)
+        kept.append((task.replace(id=name(e), origin=origin), e))
+    return kept, dropped
 
 
 def made_task(text: str, task_id: str, grader: str = "numeric") -> Task:

@@ -23,9 +23,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from academe.agents.records import ChatMessage, PreferencePair, Provenance, Record, SFTExample, Task
+from academe.agents.records import ChatMessage, PreferencePair, Record, SFTExample, Task
 from academe.protocols.engine import END, Answer, Ask, Done, EpisodeState, Next, Options, Outcome, Phase, Protocol, user
-from academe.protocols.making import Failure, NearDuplicates, make_problem
+from academe.protocols.making import Failure, NearDuplicates, keep_new, make_problem
 from academe.protocols.program import (Episodes, EpisodeResult, Evaluate, Evaluated, Program, ProgramState,
                                        RunEpisodes, Stage, Stop, Train, Trained)
 from academe.protocols.socratic import attempt_prompt
@@ -220,20 +220,9 @@ def attempted(s: CoEvolution, result: Episodes):
 def made(s: CoEvolution, result: Episodes):
     known = NearDuplicates([p.task.question for p in s.pool] + list(s.reserved), s.options.similarity,
                            same_numbers=s.options.numbers_matter)
-    kept, dropped = [], {}
-    for e in result.episodes:
-        new, reason = e.state.made, e.state.reason or "the episode failed"
-        if new is not None and (twin := known.match(new.question)) is not None:
-            new, reason = None, "near-duplicate of a " + ("held-out problem" if twin in s.reserved else "known problem")
-        if new is None:
-            dropped[reason] = dropped.get(reason, 0) + 1
-            continue
-        known.add(new.question)
-        turn = e.turns[0]
-        origin = Provenance(round=s.round, parent=e.task.id, episode=e.episode, agent=turn.agent,
-                            model=turn.reply.model, model_version=turn.reply.model_version)
-        task = new.replace(id=f"r{s.round}-e{e.episode}", origin=origin)
-        kept.append(Made(task=task, asked=turn.asked, written=turn.text))
+    new, dropped = keep_new(result.episodes, known, s.reserved, s.round, written=lambda e: e.state.made,
+                            name=lambda e: f"r{s.round}-e{e.episode}")
+    kept = [Made(task=task, asked=e.turns[0].asked, written=e.turns[0].text) for task, e in new]
     s = s.replace(made=tuple(kept), report=s.report.replace(made=len(kept), dropped=dropped))
     if not kept:
         return train_solver(s)

@@ -90,7 +90,7 @@ def test_new_instructions_too_like_a_known_one_are_dropped_by_rouge_l():
     copier = lambda p: ("TEACHER says something useful" if "Here is an instruction" not in p.messages[-1].content
                         else f"Instruction: {p.task.question}")  # noqa: E731
     stop, _ = play_program(lion, OPEN, (), LionOptions(rounds=2, new_per_round=8), agents(scores, copier))
-    assert stop.state.reports[0].dropped == {"near-duplicate of a known one": 4} and len(stop.state.cache) == 4
+    assert stop.state.reports[0].dropped == {"near-duplicate of a known task": 4} and len(stop.state.cache) == 4
 
 
 def test_lion_runs_on_word_problems_with_the_scripted_teacher_and_the_grader_as_referee():

@@ -126,12 +126,12 @@ def test_new_problems_that_copy_the_pool_or_the_held_out_set_are_dropped():
     agents = {"solver": [("s", solver_right_on("RWWRWWRWWR"))], "teacher": copier, "generator": [("g", None)]}
     stop, _ = play_program(socratic_zero, TASKS[:3], held_out, CoEvolutionOptions(rounds=1, k=4), agents)
     (report,) = stop.state.reports
-    assert report.made == 0 and report.dropped == {"near-duplicate of a known problem": 3}
+    assert report.made == 0 and report.dropped == {"near-duplicate of a known task": 3}
     copier = [("t", lambda p: verifier(p) if "Verdict" in p.messages[-1].content
                else f"Problem: {TASKS[3].question}\nAnswer: {TASKS[3].answer}")]
     stop, _ = play_program(socratic_zero, TASKS[:3], held_out, CoEvolutionOptions(rounds=1, k=4),
                            dict(agents, teacher=copier))
-    assert stop.state.reports[0].made == 0 and stop.state.reports[0].dropped == {"near-duplicate of a held-out problem": 3}
+    assert stop.state.reports[0].made == 0 and stop.state.reports[0].dropped == {"near-duplicate of a held-out task": 3}
 
 
 def test_training_waits_for_the_first_training_round():
