@@ -42,10 +42,15 @@ def attempt_prompt(task: Task) -> str:
 
 
 def student_view(s: Tutoring):
-    """The student sees the problem, its own answers, and the teacher's words."""
+    """The student sees the problem, its own answers, and the teacher's words, without the move
+    label: the label annotates the turn for the log and the metrics, it is not said to the student."""
     return [user(attempt_prompt(s.task))] + [
-        assistant(text) if speaker == "student" else user(text) for speaker, text in s.dialogue
+        assistant(text) if speaker == "student" else user(without_move(text)) for speaker, text in s.dialogue
     ]
+
+
+def without_move(text: str) -> str:
+    return MOVE_TAG.sub("", text, count=1)
 
 
 def teacher_view(s: Tutoring):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -25,6 +26,7 @@ protocols_app = typer.Typer(help="List interaction protocols and round-level pro
                             invoke_without_command=True)
 app.add_typer(protocols_app, name="protocols")
 console = Console()
+err_console = Console(stderr=True)
 
 
 def progress_line(p: Progress) -> Table:
@@ -189,14 +191,110 @@ def resume(run_dir: Path = typer.Argument(..., help="the run folder of a run tha
 
 @app.command()
 def replay(run_dir: Path = typer.Argument(..., help="a run folder"),
-           episode: Optional[int] = typer.Option(None, help="one episode id; default: all")):
-    """Print logged dialogues: who said what, teacher moves, model versions, outcomes."""
-    from academe.simulation.replay import print_dialogues
+           episode: List[int] = typer.Option([], help="episode id (repeatable); default: all"),
+           round_: Optional[int] = typer.Option(None, "--round", help="episodes of this program round"),
+           outcome: Optional[str] = typer.Option(None, help="solved, unsolved, error or unfinished"),
+           errors: bool = typer.Option(False, "--errors", help="only episodes with an error"),
+           role: Optional[str] = typer.Option(None, help="only turns of this role"),
+           agent: Optional[str] = typer.Option(None, help="only turns of this agent"),
+           version: Optional[int] = typer.Option(None, help="only turns written by this model version"),
+           limit: Optional[int] = typer.Option(None, help="show at most this many episodes"),
+           offset: int = typer.Option(0, help="skip this many matching episodes first"),
+           as_json: bool = typer.Option(False, "--json", help="one JSON object per episode, for machines"),
+           page: bool = typer.Option(True, help="page long output in a terminal"),
+           verify: bool = typer.Option(False, "--verify", help="re-execute the protocol's step functions on the "
+                                       "logged replies and report the first divergence per episode")):
+    """Show logged dialogues as they happened: who said what, moves, model versions, outcomes."""
+    from academe.simulation.replay import Filters, load_views, print_dialogues, write_json
 
+    if verify:
+        return _verify(run_dir)
+    if outcome not in (None, "solved", "unsolved", "error", "unfinished"):
+        _fail(f"--outcome {outcome!r}: use solved, unsolved, error or unfinished")
+    filters = Filters(episodes=tuple(episode), round=round_, outcome=outcome, errors=errors, role=role,
+                      agent=agent, version=version)
+    damaged: list[str] = []
     try:
-        print_dialogues(run_dir, episode, console)
+        views = load_views(run_dir, filters, damaged)
     except (FileNotFoundError, KeyError, LogFormatError) as exc:
         _fail(str(exc).strip("'\""))
+    shown = views[offset: None if limit is None else offset + limit]
+    if as_json:
+        write_json(shown, sys.stdout)
+    elif page and console.is_terminal and len(shown) > 3:
+        with console.pager(styles=True):
+            print_dialogues(shown, console)
+    else:
+        print_dialogues(shown, console)
+    if not views:
+        err_console.print("no episode matches these filters")
+    for note in damaged:
+        err_console.print(f"[yellow]damaged log, left out:[/] {escape(note)}", soft_wrap=True)
+    if damaged:
+        raise typer.Exit(1)
+
+
+@app.command()
+def fork(run_dir: Path = typer.Argument(..., help="the parent run folder"),
+         episode: List[int] = typer.Option([], help="episode to fork (repeatable)"),
+         unsolved: bool = typer.Option(False, "--unsolved", help="fork every episode the parent did not solve"),
+         all_: bool = typer.Option(False, "--all", help="fork every episode"),
+         at: Optional[int] = typer.Option(None, help="keep the logged steps up to this one; the rest runs live"),
+         before: Optional[str] = typer.Option(None, help="instead of --at: fork before every turn of this role "
+                                              "(one forked episode per turn)"),
+         agent: List[str] = typer.Option([], help="ROLE=WHAT or AGENT=WHAT: another agent, a model, or "
+                                         "model@vN (a checkpoint of the parent run); repeatable"),
+         with_: Optional[Path] = typer.Option(None, "--with", help="YAML with extra models and agents to fork with"),
+         stop_after: Optional[int] = typer.Option(None, help="let each forked episode take only this many steps"),
+         name: Optional[str] = typer.Option(None, help="run name (default: the parent's name + '-fork')"),
+         quiet: bool = typer.Option(False, help="no live progress display")):
+    """Fork episodes at a step with other agents, into a new run folder that names its parent."""
+    from academe.simulation.fork import ForkError, fork_points, make_fork
+    from academe.simulation.replay import episodes_of
+    from academe.simulation.simulate import resume_run
+
+    which = "all" if all_ else "unsolved" if unsolved else "listed"
+    if which == "listed" and not episode:
+        _fail("say which episodes to fork: --episode ID (repeatable), --unsolved or --all")
+    if (at is None) == (before is None):
+        _fail("say where to fork: --at STEP, or --before ROLE")
+    substitutions = {}
+    for item in agent:
+        target, sep, what = item.partition("=")
+        if not sep or not target or not what:
+            _fail(f"--agent {item!r}: write ROLE=WHAT, e.g. student=other-student or student=smollm2@v2")
+        substitutions[target] = what
+    try:
+        points = fork_points(episodes_of(run_dir), list(episode), which, at, before)
+        fork_dir = make_fork(run_dir, points, substitutions, with_, stop_after, name)
+    except (FileNotFoundError, ForkError, ConfigError, LogFormatError) as exc:
+        _fail(str(exc))
+    console.print(f"forked {len(points)} episode(s) of {run_dir} into {fork_dir}")
+    summary = _guarded(lambda: _live_run(lambda on_progress: resume_run(fork_dir, on_progress), quiet), fork_dir)
+    console.print(summary_table(summary, fork_dir))
+    console.print(f"compare: academe compare {run_dir} {fork_dir}")
+
+
+def _verify(run_dir: Path) -> None:
+    """``replay --verify``: exit 0 when today's code reproduces the log, 1 with the divergences."""
+    from academe.simulation.verify import verify_run
+
+    try:
+        result = verify_run(run_dir)
+    except (FileNotFoundError, ConfigError, LogFormatError) as exc:
+        _fail(str(exc))
+    for note in result.skipped:
+        console.print(f"[yellow]not verified:[/] {escape(note)}", soft_wrap=True)
+    for note in result.damaged:
+        console.print(f"[red]damaged log, left out:[/] {escape(note)}", soft_wrap=True)
+    for divergence in result.divergences:
+        console.print(f"[red]diverged[/] {escape(str(divergence))}", soft_wrap=True)
+    decisions = f", {result.decisions} program decisions" if result.decisions else ""
+    verdict = "[green]verified[/]" if result.ok else f"[red]{len(result.divergences)} episode(s) diverged[/]"
+    console.print(f"{verdict}: {result.episodes} episodes, {result.steps} steps{decisions} re-executed against "
+                  f"the log of {run_dir}")
+    if not result.ok or result.skipped:
+        raise typer.Exit(1)
 
 
 @protocols_app.callback()

@@ -47,6 +47,10 @@ class LogFormatError(ValueError):
     """A log folder written in another record format; the message says which and what to do."""
 
 
+class LogDamaged(ValueError):
+    """A segment of the log that cannot be read, or a line that is not a record; names which."""
+
+
 class DialogueLog:
     """Append-only, crash-safe log of episode steps for one run."""
 
@@ -186,30 +190,53 @@ def messages_table(records: list[StepRecord]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=MESSAGE_SCHEMA)
 
 
-def _read_jsonl(path: Path) -> Iterator[StepRecord]:
-    with open(path, encoding="utf-8") as f:
-        for line in f:
+def _read_jsonl(path: Path, damaged: list[str] | None = None) -> Iterator[StepRecord]:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, 1):
             if line.endswith("\n"):
-                yield StepRecord.model_validate_json(line)
+                yield from _parsed(line, f"{path} line {number}", damaged)
+
+
+def _parsed(line: str, where: str, damaged: list[str] | None) -> Iterator[StepRecord]:
+    """One record, or (when ``damaged`` collects them) a note naming where a bad one was."""
+    try:
+        yield StepRecord.model_validate_json(line)
+    except ValueError as exc:
+        if damaged is None:
+            raise LogDamaged(f"{where} is not a step record: {str(exc).splitlines()[0]}") from None
+        damaged.append(f"{where}: not a step record ({str(exc).splitlines()[0]})")
 
 
 def _log_folder(run_dir: str | Path) -> Path:
     folder = Path(run_dir) / "log"
     if not folder.is_dir():
-        raise FileNotFoundError(f"{run_dir} has no log folder: is it a run folder?")
+        raise FileNotFoundError(f"{run_dir} is not a run folder: a run folder holds config.yaml and log/ "
+                                "(the dialogue log), as `academe run` makes them")
     check_format(folder)
     return folder
 
 
-def read_steps(run_dir: str | Path, episodes: range | None = None) -> Iterator[StepRecord]:
-    """Step records of a run (of the episodes in ``episodes`` only, if given), in write order."""
+def read_steps(run_dir: str | Path, episodes: range | None = None,
+               damaged: list[str] | None = None) -> Iterator[StepRecord]:
+    """Step records of a run (of the episodes in ``episodes`` only, if given), in write order.
+
+    A damaged log (a cut segment, a garbage line) raises ``LogDamaged`` naming the file and line;
+    pass a list as ``damaged`` to read what is whole instead and collect those notes in it.
+    """
     folder = _log_folder(run_dir)
     where = None if episodes is None else [("episode", ">=", episodes.start), ("episode", "<", episodes.stop)]
     for path in sorted(folder.glob("steps-*.parquet")):
-        for line in pq.read_table(path, columns=["record"], filters=where).column("record").to_pylist():
-            yield StepRecord.model_validate_json(line)
+        try:
+            lines = pq.read_table(path, columns=["record"], filters=where).column("record").to_pylist()
+        except (OSError, pa.ArrowException) as exc:
+            if damaged is None:
+                raise LogDamaged(f"{path} cannot be read: {exc}") from None
+            damaged.append(f"{path}: cannot be read ({exc}); its steps are left out")
+            continue
+        for row, line in enumerate(lines):
+            yield from _parsed(line, f"{path} row {row}", damaged)
     for live in sorted(folder.glob("live-*.jsonl")):
-        yield from (r for r in _read_jsonl(live) if episodes is None or r.episode in episodes)
+        yield from (r for r in _read_jsonl(live, damaged) if episodes is None or r.episode in episodes)
 
 
 def read_messages(run_dir: str | Path) -> pa.Table:

@@ -63,7 +63,12 @@ PROGRAM_RECORD = TypeAdapter(DecisionRecord | ResultRecord)
 
 
 class ProgramDiverged(RuntimeError):
-    """Replaying a program through its log gave another decision than the one logged."""
+    """Replaying a program through its log gave another decision than the one logged: decision
+    ``n`` differs in ``field`` (``logged`` then, ``again`` now); ``checked`` are the decisions before."""
+
+    def __init__(self, message: str, n: int, field: str, logged, again, checked: list):
+        super().__init__(message)
+        self.n, self.field, self.logged, self.again, self.checked = n, field, logged, again, checked
 
 
 class ProgramLog:
@@ -121,7 +126,7 @@ class ProgramRunner:
         for n in itertools.count():
             if n < len(decisions):
                 decision = decisions[n]
-                self._check_same(decision, action)
+                self._check_same(decision, action, decisions[:n])
             else:
                 decision = self._decide(n, action, next_episode)
                 decisions.append(decision)
@@ -151,14 +156,27 @@ class ProgramRunner:
         self.log.write(decision)  # durable before anything of it is done
         return decision
 
-    def _check_same(self, decision: DecisionRecord, action: Action) -> None:
+    def replay(self, tasks: list[Task]) -> list[DecisionRecord]:
+        """Recompute every logged decision from the logged results (``ProgramDiverged`` at the
+        first that differs); returns the decisions, all checked. Runs nothing."""
+        decisions, results = self.log.read()
+        action = self.program.begin(tuple(tasks), tuple(self.held_out), self.options)
+        for n, decision in enumerate(decisions):
+            self._check_same(decision, action, decisions[:n])
+            if isinstance(action, Stop) or n not in results:
+                break
+            action = self.program.step(action.stage, action.state, self._read_result(action, decision, results[n]))
+        return decisions
+
+    def _check_same(self, decision: DecisionRecord, action: Action, checked: list[DecisionRecord]) -> None:
         again = json.loads(action.model_dump_json())
         if again != decision.action:
             field = next((k for k in again if again.get(k) != decision.action.get(k)), "?")
             raise ProgramDiverged(
                 f"program {self.program.name!r}: decision {decision.n} ({decision.kind}, round {decision.round}) "
                 f"differs from the logged one in {field!r}: the program, its options or its tasks changed since "
-                f"this run started. Run it as a new simulation instead of resuming {self.run_dir}")
+                f"this run started. Run it as a new simulation instead of resuming {self.run_dir}",
+                decision.n, field, decision.action.get(field), again.get(field), checked)
 
     # ---- doing ----
     def _act(self, action: Action, decision: DecisionRecord):

@@ -55,6 +55,8 @@ class Batch:
     cast: dict[str, tuple[AgentSpec, ...]]  # role -> its agents, in seat order
     tasks: dict[int, Task]  # episode id -> task, admitted in this order
     round: int | None = None
+    seed_ids: dict[int, int] = field(default_factory=dict)  # a fork's episode -> its parent's (seeds follow it)
+    stop_at: dict[int, int] = field(default_factory=dict)  # episode -> the last step it may take (a fork's limit)
 
 
 @dataclass
@@ -129,7 +131,6 @@ class Runner:
     # ---- the loop ----
     async def _run(self, batch: Batch, restored: dict[int, Episode], finished: dict[int, Outcome], hooks: list):
         self.batch, self.hooks = batch, hooks
-        self.cast_names = {role: [a.name for a in agents] for role, agents in batch.cast.items()}
         self.agents = {a.name: a for agents in batch.cast.values() for a in agents}
         self.outcomes: dict[int, Outcome] = dict(finished)
         self.progress = Progress(total=len(batch.tasks), done=len(finished),
@@ -169,11 +170,7 @@ class Runner:
         while self.waiting and len(self.episodes) < self.concurrency:
             episode_id = self.waiting.popleft()
             task = self.batch.tasks[episode_id]
-            try:
-                first = self.batch.protocol.begin(task, self.batch.options)
-            except Exception as exc:
-                first = self._failed(EpisodeState(task=task), exc)
-            records.append(self._advance(episode_id, START, -1, (), first))
+            records.append(self._advance(episode_id, START, -1, (), begin_step(self.batch, task)))
         self.log.append(records)
         self._dispatch_pending()
 
@@ -272,46 +269,19 @@ class Runner:
                                  reply=episode.replies[i][0], started=episode.replies[i][1],
                                  ended=episode.replies[i][2])
                       for i, a in enumerate(episode.asks))
-        failed = next((t.reply for t in turns if t.reply.finish_reason == "error"), None)
-        try:
-            if failed is not None:
-                raise RuntimeError(failed.error or "the agent failed")
-            nxt = self.batch.protocol.step(episode.phase, episode.state, [t.answer() for t in turns])
-        except Exception as exc:
-            nxt = self._failed(episode.state, exc)
+        nxt = next_step(self.batch.protocol, episode.phase, episode.state, turns)
         return self._advance(episode.id, episode.phase, episode.step, turns, nxt)
 
     def _advance(self, episode_id: int, phase: str, step: int, turns: tuple, nxt: Step) -> StepRecord:
         """Apply a step: build its log record, and either queue the next asks or finish."""
-        step += 1
-        asks: tuple[AskRecord, ...] = ()
-        if isinstance(nxt, Next):
-            try:
-                asks = self._asks(episode_id, step, nxt)
-            except Exception as exc:  # e.g. an ask to a seat the cast does not have
-                nxt = self._failed(nxt.state, exc)
-        record = StepRecord(run=self.run_id, episode=episode_id, step=step, round=self.batch.round,
-                            protocol=self.batch.protocol.name, phase=phase, turns=turns, state=nxt.state,
-                            notes=nxt.notes, time=time.time(), next_phase=nxt.phase if asks else None,
-                            asks=asks, outcome=None if asks else nxt.outcome)
-        if asks:
-            self.episodes[episode_id] = Episode(episode_id, nxt.state, nxt.phase, step, list(asks))
+        record = step_record(self.batch, self.run_id, self.seed, self.agents, episode_id, phase, step + 1, turns, nxt)
+        if record.asks:
+            self.episodes[episode_id] = Episode(episode_id, nxt.state, record.next_phase, record.step,
+                                                list(record.asks))
             self.pending.append(episode_id)
         else:
-            self._finish(episode_id, nxt.outcome)
+            self._finish(episode_id, record.outcome)
         return record
-
-    def _asks(self, episode_id: int, step: int, nxt: Next) -> tuple[AskRecord, ...]:
-        """The step's asks addressed to agents, each with the exact prompt it will send."""
-        task = nxt.state.task.base()
-        asks = []
-        for i, (ask, seat) in enumerate(self.batch.protocol.seats(nxt, self.cast_names)):
-            agent = self.agents[seat.agent]
-            prompt = agent.prompt(ask.messages, seed=derive_seed(self.seed, episode_id, step, i), task=task)
-            asks.append(AskRecord(role=seat.role, seat=seat.seat, agent=seat.agent, asked=ask.messages, prompt=prompt))
-        if not asks:
-            raise RuntimeError(f"phase {nxt.phase!r} asked nobody: no agent plays its role")
-        return tuple(asks)
 
     def _dispatch_pending(self) -> None:
         """Queue the asks of episodes whose step is now durable."""
@@ -333,14 +303,69 @@ class Runner:
         self.progress.solved += outcome.solved is True
         self.progress.errors += outcome.error is not None
 
-    def _failed(self, state: EpisodeState, exc: Exception) -> Done:
-        where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
-        at = f" (at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})" if where else ""
-        return Done(state=state, outcome=Outcome(error=f"{type(exc).__name__}: {exc}{at}"))  # not judged: failed
-
     def _check_all_done(self) -> None:
         if self.progress.done >= self.progress.total:
             self.all_done.set()
+
+
+# ---- the pure part of a step, shared with verification (``simulation/verify.py``) ----
+
+def begin_step(batch: Batch, task: Task) -> Step:
+    """An episode's first step; a start that raises ends the episode with the error."""
+    try:
+        return batch.protocol.begin(task, batch.options)
+    except Exception as exc:
+        return failed(EpisodeState(task=task), exc)
+
+
+def next_step(protocol: Protocol, phase: str, state: EpisodeState, turns: Sequence[TurnRecord]) -> Step:
+    """What the protocol makes of the turns' replies; a failed turn or a raising step ends the episode."""
+    try:
+        broken = next((t.reply for t in turns if t.reply.finish_reason == "error"), None)
+        if broken is not None:
+            raise RuntimeError(broken.error or "the agent failed")
+        return protocol.step(phase, state, [t.answer() for t in turns])
+    except Exception as exc:
+        return failed(state, exc)
+
+
+def step_record(batch: Batch, run_id: str, seed: int, agents: dict[str, AgentSpec], episode_id: int, phase: str,
+                step: int, turns: tuple, nxt: Step) -> StepRecord:
+    """The log record of step ``step``: its turns, the new state, and the asks addressed to agents
+    with the exact prompts they will send (or the outcome)."""
+    asks: tuple[AskRecord, ...] = ()
+    if isinstance(nxt, Next) and step >= batch.stop_at.get(episode_id, step + 1):
+        nxt = Done(state=nxt.state, outcome=Outcome(metrics={"stopped_at_step": step}), notes=nxt.notes)
+    if isinstance(nxt, Next):
+        try:
+            asks = addressed_asks(batch, seed, agents, episode_id, step, nxt)
+        except Exception as exc:  # e.g. an ask to a seat the cast does not have
+            nxt = failed(nxt.state, exc)
+    return StepRecord(run=run_id, episode=episode_id, step=step, round=batch.round, protocol=batch.protocol.name,
+                      phase=phase, turns=turns, state=nxt.state, notes=nxt.notes, time=time.time(),
+                      next_phase=nxt.phase if asks else None, asks=asks, outcome=None if asks else nxt.outcome)
+
+
+def addressed_asks(batch: Batch, seed: int, agents: dict[str, AgentSpec], episode_id: int, step: int,
+                   nxt: Next) -> tuple[AskRecord, ...]:
+    """The step's asks addressed to agents, each with the exact prompt it will send."""
+    cast = {role: [a.name for a in agents_] for role, agents_ in batch.cast.items()}
+    task = nxt.state.task.base()
+    asks = []
+    for i, (ask, seat) in enumerate(batch.protocol.seats(nxt, cast)):
+        seed_id = batch.seed_ids.get(episode_id, episode_id)
+        prompt = agents[seat.agent].prompt(ask.messages, seed=derive_seed(seed, seed_id, step, i), task=task)
+        asks.append(AskRecord(role=seat.role, seat=seat.seat, agent=seat.agent, asked=ask.messages, prompt=prompt))
+    if not asks:
+        raise RuntimeError(f"phase {nxt.phase!r} asked nobody: no agent plays its role")
+    return tuple(asks)
+
+
+def failed(state: EpisodeState, exc: Exception) -> Done:
+    """The episode ends with the error (not judged: failed), naming where it was raised."""
+    where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    at = f" (at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})" if where else ""
+    return Done(state=state, outcome=Outcome(error=f"{type(exc).__name__}: {exc}{at}"))
 
 
 def restore(protocol: Protocol, run_dir: Path, episodes: range | None = None) -> tuple[dict[int, Episode], dict[int, Outcome]]:

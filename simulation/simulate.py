@@ -28,6 +28,8 @@ from academe.protocols.grading import check_task
 from academe.protocols.tasks import generate_word_problems, load_hf_dataset, load_task_file
 from academe.simulation.actors import ModelPool
 from academe.simulation.config import ConfigError, SimulationConfig, TaskSection, describe, dump_config, load_config
+from academe.simulation.fork import fork_batch, load_versions
+from academe.simulation.lineage import read_lineage
 from academe.simulation.log import DialogueLog
 from academe.simulation.program_runner import ProgramRunner, Services
 from academe.simulation.runner import Batch, Progress, Runner, restore
@@ -207,7 +209,12 @@ def run_protocol(config: SimulationConfig, checked: Plan, run_dir: Path, pool: M
     hooks = training_hooks(config, checked, run_dir)
     for hook in hooks:  # restore and publish the last checkpoint, or measure the untrained model
         asyncio.run(hook.start(pool, len(finished)))
-    batch = Batch(checked.protocol, checked.options, checked.cast, dict(enumerate(checked.tasks)))
+    lineage = read_lineage(run_dir)
+    if lineage is not None:  # a fork: its episodes' parent tasks and seeds, on the versions it asked for
+        load_versions(pool, config, lineage)
+        batch = fork_batch(checked, lineage)
+    else:
+        batch = Batch(checked.protocol, checked.options, checked.cast, dict(enumerate(checked.tasks)))
     outcomes = runner.run(batch, restored=restored, finished=finished, hooks=hooks)
     summary = summarize(outcomes, runner.progress)
     if hooks:

@@ -91,6 +91,8 @@ def test_student_sees_teacher_as_user_and_teacher_sees_student_as_user():
     step = socratic.step("guide", step.state, [said("(focus) How many after getting 4?")])
     assert [m.role for m in step.asks[0].messages] == ["user", "assistant", "user"]
     assert "Correct answer" not in step.asks[0].messages[0].content  # the student is not told
+    assert step.asks[0].messages[-1].content == "How many after getting 4?"  # the move is the log's annotation
+    assert step.notes == {"move": "focus"} and step.state.dialogue[-1][1].startswith("(focus)")
 
 
 def test_options_are_validated_with_the_field_named():
