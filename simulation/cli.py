@@ -275,6 +275,40 @@ def fork(run_dir: Path = typer.Argument(..., help="the parent run folder"),
     console.print(f"compare: academe compare {run_dir} {fork_dir}")
 
 
+@app.command()
+def compare(run_a: Path = typer.Argument(..., help="a run folder"), run_b: Path = typer.Argument(..., help="another"),
+            plot: Optional[Path] = typer.Option(None, help="where to draw the comparison (default: "
+                                                "RUN_B/compare.png)"),
+            as_json: bool = typer.Option(False, "--json", help="the comparison as JSON")):
+    """Pair two runs' episodes (by parent for a fork, else by task) and show their outcomes side by side."""
+    from academe.simulation.compare import compare_runs, metric_rows, plot_comparison
+
+    try:
+        result = compare_runs(run_a, run_b)
+    except (FileNotFoundError, ValueError, LogFormatError) as exc:
+        _fail(str(exc))
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    console.print(f"A: {run_a}\nB: {run_b}")
+    table = Table("metric", "A", "B", title=f"{result['pairs']} episodes paired by {result['paired_by']}")
+    for row in metric_rows(result):
+        table.add_row(*row)
+    console.print(table)
+    console.print("outcomes: " + ", ".join(f"{k}: {v}" for k, v in result["transitions"].items()))
+    if result["changed"]:
+        changed = Table("task", "episode A", "episode B", "A", "B", "turns A", "turns B",
+                        title=f"{len(result['changed'])} pair(s) whose outcome differs")
+        for c in result["changed"][:30]:
+            changed.add_row(escape(c["task"]), str(c["episode_a"]), str(c["episode_b"]), c["a"], c["b"],
+                            str(c["turns_a"]), str(c["turns_b"]))
+        console.print(changed)
+        if len(result["changed"]) > 30:
+            console.print(f"... and {len(result['changed']) - 30} more (--json lists all)")
+    path = plot_comparison(result, plot or run_b / "compare.png")
+    console.print(f"plot: {path}")
+
+
 def _verify(run_dir: Path) -> None:
     """``replay --verify``: exit 0 when today's code reproduces the log, 1 with the divergences."""
     from academe.simulation.verify import verify_run

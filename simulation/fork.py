@@ -103,7 +103,7 @@ def substituted_config(parent: SimulationConfig, substitutions: dict[str, str], 
         for i, old in enumerate(replaced):
             agent = dict(agents.pop(old))
             if what in offered:
-                if offered[what].role != role and what not in specs:
+                if offered[what].role != role:
                     raise ForkError(f"--agent {target}={what}: agent {what!r} plays {offered[what].role!r}; it "
                                     f"cannot play {role!r} (give it role: {role} in {extra or 'the config'})")
                 agent = offered[what].model_dump(mode="json", exclude={"name"}) | {"role": role}

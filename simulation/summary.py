@@ -13,11 +13,19 @@ from academe.simulation.runner import Progress
 
 
 def summarize(outcomes: dict[int, Outcome], progress: Progress) -> dict:
+    """The outcomes' summary (``outcome_summary``) and the messages and tokens of this session."""
+    return outcome_summary(list(outcomes.values())) | {
+        "messages_this_session": progress.messages,
+        "completion_tokens_this_session": progress.completion_tokens,
+        "messages_per_s": round(progress.messages / progress.elapsed, 2) if progress.elapsed else 0.0,
+    }
+
+
+def outcome_summary(values: list[Outcome]) -> dict:
     """Solve rate (of the episodes a reference could judge), mean score (of the scored ones), mean
     metrics, and for each ``*_at`` metric its ``@k`` curve (e.g. success@k: share of episodes with
     success_at <= k)."""
-    n = len(outcomes)
-    values = list(outcomes.values())
+    n = len(values)
     judged = [o.solved for o in values if o.solved is not None]
     scores = [o.score for o in values if o.score is not None]
     metric_names = sorted({k for o in values for k in o.metrics})
@@ -40,9 +48,6 @@ def summarize(outcomes: dict[int, Outcome], progress: Progress) -> dict:
         "at_k": at_curves,
         "errors": len(errors),
         "first_error": errors[0] if errors else None,
-        "messages_this_session": progress.messages,
-        "completion_tokens_this_session": progress.completion_tokens,
-        "messages_per_s": round(progress.messages / progress.elapsed, 2) if progress.elapsed else 0.0,
     }
 
 
