@@ -2,6 +2,9 @@
 (focus, probing, telling, generic) and the student answers again, until the student states the right
 answer or runs out of turns. Outcome metrics follow MathDial: success@k (solved within k student
 turns) and telling@k (the teacher said the answer within its first k turns, before the student did).
+
+A task may bring the student's attempt and profile (MathDial's rows: an incorrect solution and a
+description of the student); the dialogue then opens with that attempt and the teacher speaks first.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import re
 from pydantic import Field
 
 from academe.agents.records import Reply, Task
-from academe.protocols.engine import SFT, Done, EpisodeState, Options, Outcome, Phase, Protocol, ask, assistant, user
+from academe.protocols.engine import (SFT, Done, EpisodeState, Options, Outcome, Phase, Protocol, ask, assistant, system,
+                                      user)
 from academe.protocols.grading import extract_answer, is_correct, mentions
 
 MOVES = ("focus", "probing", "telling", "generic")
@@ -22,7 +26,15 @@ class TutoringOptions(Options):
     max_student_turns: int = Field(4, ge=1, le=50, description="student turns, the first attempt included")
 
 
+class TutoringTask(Task):
+    """A problem, and optionally the student who brings an attempt at it (MathDial)."""
+
+    attempt: str | None = Field(None, description="the student's own (incorrect) solution, said before tutoring")
+    profile: str | None = Field(None, description="who the student is, e.g. 'Mariana is a 7th grade student...'")
+
+
 class Tutoring(EpisodeState):
+    task: TutoringTask
     max_student_turns: int
     dialogue: tuple[tuple[str, str], ...] = ()  # (speaker, text), speaker "student" or "teacher"
     told_at: int | None = None  # teacher turn that first stated the answer
@@ -44,7 +56,9 @@ def attempt_prompt(task: Task) -> str:
 def student_view(s: Tutoring):
     """The student sees the problem, its own answers, and the teacher's words, without the move
     label: the label annotates the turn for the log and the metrics, it is not said to the student."""
-    return [user(attempt_prompt(s.task))] + [
+    profile = [system(f"Play this student: {s.task.profile} You believe your attempt is right until you see why "
+                      "it is not.")] if s.task.profile else []
+    return profile + [user(attempt_prompt(s.task))] + [
         assistant(text) if speaker == "student" else user(without_move(text)) for speaker, text in s.dialogue
     ]
 
@@ -61,7 +75,12 @@ def teacher_view(s: Tutoring):
 
 
 def start(task: Task, options: TutoringOptions):
-    return ask("attempt", Tutoring(task=task, max_student_turns=options.max_student_turns), user(attempt_prompt(task)))
+    task = task if isinstance(task, TutoringTask) else TutoringTask.model_validate(task.model_dump())
+    s = Tutoring(task=task, max_student_turns=options.max_student_turns)
+    if task.attempt:  # the student's attempt is given: the teacher opens
+        s = s.replace(dialogue=(("student", task.attempt),))
+        return ask("guide", s, *teacher_view(s))
+    return ask("attempt", s, user(attempt_prompt(task)))
 
 
 def student_spoke(s: Tutoring, replies: tuple[Reply, ...]):
@@ -98,7 +117,7 @@ socratic = Protocol(
     state=Tutoring,
     options=TutoringOptions,
     start=start,
-    first=("attempt",),
+    first=("attempt", "guide"),
     phases={
         "attempt": Phase("student", student_spoke, then=("guide", "<end>"), doc="first try, unaided"),
         "guide": Phase("teacher", teacher_spoke, then=("answer",), doc="one Socratic move"),

@@ -25,6 +25,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 protocols_app = typer.Typer(help="List interaction protocols and round-level programs, or show one.",
                             invoke_without_command=True)
 app.add_typer(protocols_app, name="protocols")
+export_app = typer.Typer(help="Write a run out: an HTML page, or a fork's turns beside its parent's.",
+                         no_args_is_help=True)
+app.add_typer(export_app, name="export")
+import_app = typer.Typer(help="Bring outside dialogues in as run folders.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -193,7 +198,7 @@ def resume(run_dir: Path = typer.Argument(..., help="the run folder of a run tha
 def replay(run_dir: Path = typer.Argument(..., help="a run folder"),
            episode: List[int] = typer.Option([], help="episode id (repeatable); default: all"),
            round_: Optional[int] = typer.Option(None, "--round", help="episodes of this program round"),
-           outcome: Optional[str] = typer.Option(None, help="solved, unsolved, error or unfinished"),
+           outcome: Optional[str] = typer.Option(None, help="solved, unsolved, ungraded, error or unfinished"),
            errors: bool = typer.Option(False, "--errors", help="only episodes with an error"),
            role: Optional[str] = typer.Option(None, help="only turns of this role"),
            agent: Optional[str] = typer.Option(None, help="only turns of this agent"),
@@ -209,8 +214,8 @@ def replay(run_dir: Path = typer.Argument(..., help="a run folder"),
 
     if verify:
         return _verify(run_dir)
-    if outcome not in (None, "solved", "unsolved", "error", "unfinished"):
-        _fail(f"--outcome {outcome!r}: use solved, unsolved, error or unfinished")
+    if outcome not in (None, "solved", "unsolved", "ungraded", "error", "unfinished"):
+        _fail(f"--outcome {outcome!r}: use solved, unsolved, ungraded, error or unfinished")
     filters = Filters(episodes=tuple(episode), round=round_, outcome=outcome, errors=errors, role=role,
                       agent=agent, version=version)
     damaged: list[str] = []
@@ -309,6 +314,67 @@ def compare(run_a: Path = typer.Argument(..., help="a run folder"), run_b: Path 
     console.print(f"plot: {path}")
 
 
+@export_app.command("html")
+def export_html(run_dir: Path = typer.Argument(..., help="a run folder"),
+                out: Optional[Path] = typer.Option(None, help="the page to write (default: RUN_DIR/dialogues.html)")):
+    """A self-contained page (no server, no network) with every episode, filters, and links to fork parents."""
+    from academe.simulation.html import export_html as write_page
+
+    try:
+        page = write_page(run_dir, out)
+    except (FileNotFoundError, LogFormatError) as exc:
+        _fail(str(exc))
+    console.print(f"wrote {page}")
+
+
+@export_app.command("pairs")
+def export_pairs(fork_dir: Path = typer.Argument(..., help="a fork's run folder"),
+                 out: Optional[Path] = typer.Option(None, help="JSONL to write (default: FORK_DIR/pairs.jsonl)")):
+    """Each turn the fork said beside what its parent said at that step (e.g. model vs human teacher)."""
+    from academe.simulation.compare import turn_pairs
+
+    try:
+        rows = turn_pairs(fork_dir)
+    except (FileNotFoundError, LogFormatError) as exc:
+        _fail(str(exc))
+    if not rows:
+        _fail(f"{fork_dir} has no turn beside a parent's: is it a fork whose parent folder is still there?")
+    path = out or fork_dir / "pairs.jsonl"
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    console.print(f"wrote {len(rows)} pairs to {path}")
+
+
+@import_app.command("mathdial")
+def import_mathdial(path: Path = typer.Argument(..., help="a MathDial .jsonl file"),
+                    out: str = typer.Option("runs", help="folder that receives the run folder"),
+                    name: str = typer.Option("mathdial", help="run name"),
+                    limit: Optional[int] = typer.Option(None, help="import only the first N readable rows")):
+    """Import MathDial's human tutoring dialogues (teacher moves as annotations) and print their statistics."""
+    from academe.protocols.tasks import TaskFileError
+    from academe.simulation.mathdial import import_mathdial as do_import
+
+    try:
+        run_dir, stats, problems = do_import(path, out, name, limit)
+    except (TaskFileError, ValueError) as exc:
+        _fail(str(exc))
+    for problem in problems:
+        console.print(f"[yellow]left out[/] {escape(str(path))} {escape(problem)}", soft_wrap=True)
+    table = Table(title=f"MathDial import: {run_dir.name}", show_header=False)
+    table.add_row("dialogues", f"{stats['dialogues']} ({stats['rows_left_out']} row(s) left out)")
+    table.add_row("turns", f"{stats['turns']['teacher']} teacher, {stats['turns']['student']} student "
+                  f"(mean {stats['mean_turns']} per dialogue; {stats['merged_turns']} joined to the turn before)")
+    table.add_row("teacher moves", ", ".join(f"{k} {v}" for k, v in stats["teacher_moves"].items()))
+    table.add_row("self-correctness", ", ".join(f"{k}: {v}" for k, v in stats["self_correctness"].items()))
+    table.add_row("success", f"{stats['success']} of {stats['dialogues']} ({percent(stats['success_rate'])})")
+    table.add_row("telling", f"{stats['telling']} of {stats['dialogues']} ({percent(stats['telling_rate'])})")
+    for curve, points in stats["at_k"].items():
+        table.add_row(curve, "  ".join(f"k={k}: {v:.1%}" for k, v in list(points.items())[:8]))
+    solved, said = stats["success_where_teacher_said_solved"]
+    table.add_row("success where the teacher said solved", f"{solved} of {said}")
+    table.add_row("run folder", str(run_dir))
+    console.print(table)
+
+
 def _verify(run_dir: Path) -> None:
     """``replay --verify``: exit 0 when today's code reproduces the log, 1 with the divergences."""
     from academe.simulation.verify import verify_run
@@ -319,6 +385,8 @@ def _verify(run_dir: Path) -> None:
         _fail(str(exc))
     for note in result.skipped:
         console.print(f"[yellow]not verified:[/] {escape(note)}", soft_wrap=True)
+    if result.skipped:
+        raise typer.Exit(1)
     for note in result.damaged:
         console.print(f"[red]damaged log, left out:[/] {escape(note)}", soft_wrap=True)
     for divergence in result.divergences:
@@ -327,7 +395,7 @@ def _verify(run_dir: Path) -> None:
     verdict = "[green]verified[/]" if result.ok else f"[red]{len(result.divergences)} episode(s) diverged[/]"
     console.print(f"{verdict}: {result.episodes} episodes, {result.steps} steps{decisions} re-executed against "
                   f"the log of {run_dir}")
-    if not result.ok or result.skipped:
+    if not result.ok:
         raise typer.Exit(1)
 
 

@@ -134,3 +134,24 @@ def plot_comparison(result: dict, path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def turn_pairs(fork_dir: str | Path) -> list[dict]:
+    """For a fork: each live turn beside what the parent said at the same step (e.g. a model
+    teacher's turn beside the human teacher's), with the prompt both were given."""
+    rows = []
+    for view in load_views(fork_dir):
+        parent = {(t.step, t.role, t.seat): t for t in view.parent_turns}
+        for turn in (t for t in view.turns if not t.inherited):
+            before = parent.get((turn.step, turn.role, turn.seat))
+            if before is None:
+                continue
+            rows.append({"task": view.task["id"], "episode": view.episode, "parent_run": view.parent["run"],
+                         "parent_episode": view.parent["episode"], "step": turn.step, "role": turn.role,
+                         "parent": side_of(before), "fork": side_of(turn)})
+    return rows
+
+
+def side_of(turn) -> dict:
+    return {"agent": turn.agent, "model": turn.model, "model_version": turn.model_version, "move": turn.move,
+            "text": turn.text}

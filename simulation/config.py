@@ -38,8 +38,9 @@ class ProgramSection(Record):
 
 
 class TaskSection(Record):
-    source: Literal["generated", "file", "hf"] = "generated"
-    path: str | None = Field(None, description="file: a GSM8K-format .jsonl/.parquet; hf: a dataset name")
+    source: Literal["generated", "file", "hf", "mathdial"] = "generated"
+    path: str | None = Field(None, description="file: a GSM8K-format .jsonl/.parquet; hf: a dataset name; "
+                             "mathdial: a MathDial .jsonl (problems with the student's attempt and profile)")
     split: str = "test"
     hf_config: str | None = "socratic"
     steps: int = Field(2, ge=1, le=20, description="generated: operations per problem")
@@ -53,7 +54,7 @@ class TaskSection(Record):
 
     @model_validator(mode="after")
     def _path_when_needed(self):
-        if self.source in ("file", "hf") and not self.path:
+        if self.source in ("file", "hf", "mathdial") and not self.path:
             raise ValueError(f"tasks.source {self.source!r} needs tasks.path")
         return self
 

@@ -169,9 +169,9 @@ def make_fork(parent_dir: Path, points: list[ForkPoint], substitutions: dict[str
         config = config.replace(run=config.run.replace(out_dir=out_dir))
     checked = plan(config)
     grouped = episodes_of(parent_dir)
-    lineage = Lineage(kind="fork", source=str(parent_dir), agents=substitutions, stop_after=stop_after,
-                      versions=versions,
-                      episodes={i: Origin(run=str(parent_dir), episode=p.parent, step=p.step)
+    source = str(Path(parent_dir).resolve())
+    lineage = Lineage(kind="fork", source=source, agents=substitutions, stop_after=stop_after, versions=versions,
+                      episodes={i: Origin(run=source, episode=p.parent, step=p.step)
                                 for i, p in enumerate(points)})
     batch = fork_batch(checked, lineage)
     agents = {a.name: a for agents_ in checked.cast.values() for a in agents_}

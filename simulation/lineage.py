@@ -21,14 +21,14 @@ LINEAGE_FILE = "lineage.json"
 class Origin(Record):
     """An episode's parent: the run folder it was forked from, its episode there, the fork step."""
 
-    run: str  # the parent run folder, as given when forking
+    run: str  # the parent run folder (absolute path)
     episode: int = Field(ge=0)
     step: int = Field(ge=0)
 
 
 class Lineage(Record):
     kind: str  # "fork" or "import"
-    source: str  # the parent run folder, or the imported file
+    source: str  # the parent run folder, or the imported file (absolute paths)
     episodes: dict[int, Origin] = Field(default_factory=dict)  # this run's episode -> its parent
     agents: dict[str, str] = Field(default_factory=dict)  # role -> what replaced its agent ("student=...")
     stop_after: int | None = None  # a fork that lets only this many new steps be taken per episode

@@ -21,7 +21,7 @@ from academe.simulation.lineage import read_lineage
 from academe.simulation.log import read_steps
 from academe.simulation.records import StepRecord
 
-OutcomeFilter = Literal["solved", "unsolved", "error", "unfinished"]
+OutcomeFilter = Literal["solved", "unsolved", "ungraded", "error", "unfinished"]
 
 
 def episodes_of(run_dir: str | Path, damaged: list[str] | None = None) -> dict[int, list[StepRecord]]:
@@ -60,14 +60,15 @@ class EpisodeView:
     outcome: dict | None  # None: unfinished
     notes: list[str] = field(default_factory=list)  # e.g. replies that did not parse
     parent: dict | None = None  # a fork's parent: {"run", "episode", "step"}
+    parent_turns: list[TurnView] = field(default_factory=list)  # what the parent said where this fork spoke
 
     @property
-    def status(self) -> OutcomeFilter | None:
+    def status(self) -> OutcomeFilter:
         if self.outcome is None:
             return "unfinished"
         if self.outcome.get("error"):
             return "error"
-        return {True: "solved", False: "unsolved"}.get(self.outcome.get("solved"))
+        return {True: "solved", False: "unsolved", None: "ungraded"}[self.outcome.get("solved")]
 
     @property
     def has_error(self) -> bool:
@@ -141,8 +142,20 @@ def load_views(run_dir: str | Path, filters: Filters = Filters(), damaged: list[
         raise KeyError(f"episode {', '.join(map(str, missing))} is not in {run_dir}; it has {ids}")
     lineage = read_lineage(run_dir)
     parents = {} if lineage is None else {e: o.model_dump() for e, o in lineage.episodes.items()}
-    views = (filters.apply(episode_view(records, parents.get(e))) for e, records in grouped.items())
-    return [v for v in views if v is not None]
+    views = [episode_view(records, parents.get(e)) for e, records in grouped.items()]
+    if lineage is not None and lineage.kind == "fork" and Path(lineage.source).is_dir():
+        add_parent_turns(views, Path(lineage.source))
+    return [v for v in map(filters.apply, views) if v is not None]
+
+
+def add_parent_turns(views: list[EpisodeView], parent_dir: Path) -> None:
+    """Beside each forked episode's live turns, the parent's turns over the same steps."""
+    wanted = {v.parent["episode"] for v in views if v.parent}
+    parent = {e: episode_view(records) for e, records in episodes_of(parent_dir).items() if e in wanted}
+    for view in views:
+        if view.parent and view.parent["episode"] in parent:
+            live = {t.step for t in view.turns if not t.inherited}
+            view.parent_turns = [t for t in parent[view.parent["episode"]].turns if t.step in live]
 
 
 def write_json(views: Iterable[EpisodeView], out) -> None:
@@ -164,6 +177,11 @@ def print_dialogue(view: EpisodeView, console: Console) -> None:
                       f"at step {view.parent['step']}[/]")
     answer = f"  [dim](answer {escape(task['answer'])})[/]" if task.get("answer") is not None else ""
     console.print(f"[bold]problem[/]: {escape(task['question'])}{answer}")
+    if task.get("profile"):
+        console.print(f"[bold]student[/]: {escape(task['profile'])}")
+    if task.get("attempt"):
+        console.print("[bold]the student's attempt[/] [dim](given with the task)[/]")
+        console.print(textwrap.indent(escape(task["attempt"]), "  "))
     for turn in view.turns:
         label = turn.role + (f" ({turn.move})" if turn.move else "")
         origin = f"{turn.agent} · {turn.model} v{turn.model_version}" + (" · from parent" if turn.inherited else "")
@@ -171,6 +189,10 @@ def print_dialogue(view: EpisodeView, console: Console) -> None:
         console.print(textwrap.indent(escape(turn.text or "(empty)"), "  "))
         if turn.error:
             console.print(f"  [red]error: {escape(turn.error)}[/]")
+    for turn in view.parent_turns:
+        console.print(f"[dim]in the parent, step {turn.step}: {escape(turn.role)} · {escape(turn.agent)} · "
+                      f"{escape(turn.model)} v{turn.model_version}[/]")
+        console.print(textwrap.indent(escape(turn.text or "(empty)"), "  | "))
     for note in view.notes:
         console.print(f"  [yellow]{escape(note)}[/]")
     o = view.outcome

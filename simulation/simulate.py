@@ -25,6 +25,7 @@ from academe.protocols import get_program, get_protocol
 from academe.protocols.engine import Options, Protocol, ProtocolError, check_cast
 from academe.protocols.program import Program
 from academe.protocols.grading import check_task
+from academe.protocols.mathdial import load_mathdial_tasks
 from academe.protocols.tasks import generate_word_problems, load_hf_dataset, load_task_file
 from academe.simulation.actors import ModelPool
 from academe.simulation.config import ConfigError, SimulationConfig, TaskSection, describe, dump_config, load_config
@@ -52,8 +53,9 @@ def select_tasks(t: TaskSection, n: int | None, run_seed: int) -> list[Task]:
             for task in pool[:1]:  # the grader is the same for all: one check says whether it resolves
                 check_task(task)
     else:
-        source = (load_task_file(t.path, t.grader) if t.source == "file"
-                  else load_hf_dataset(t.path, t.split, t.hf_config, t.grader))
+        loaders = {"file": lambda: load_task_file(t.path, t.grader), "mathdial": lambda: load_mathdial_tasks(t.path),
+                   "hf": lambda: load_hf_dataset(t.path, t.split, t.hf_config, t.grader)}
+        source = loaders[t.source]()
         pool = source[t.offset:][: t.limit]
         if not pool:
             raise ConfigError(f"tasks.offset {t.offset} skips all {len(source)} tasks of {t.path}")

@@ -53,3 +53,8 @@ def length_judge(prompt: Prompt) -> str:
 
 def rambler(prompt: Prompt) -> str:
     return "word " * (prompt.seed % 9 + 1)
+
+
+def markup_student(prompt: Prompt) -> str:
+    """Replies with markup and a script around its guess: a page showing dialogues must show them as text."""
+    return "<script>alert(1)</script><b>x</b> <!--<script> " + guessing_student(prompt)
