@@ -89,7 +89,7 @@ def test_missing_task_file_fails_before_anything_starts(tmp_path):
                                        ("socratic-zero.yaml", "socratic-zero"),
                                        ("socratic-zero-baseline.yaml", "fine-tuning"), ("llm2llm.yaml", "llm2llm"),
                                        ("llm2llm-baseline.yaml", "fine-tuning"), ("lion.yaml", "lion"),
-                                       ("lbt.yaml", "lbt")])
+                                       ("lbt.yaml", "lbt"), ("mathdial-tutoring.yaml", "socratic")])
 def test_example_configs_are_valid(name, runs, monkeypatch):
     from pathlib import Path
 

@@ -149,3 +149,20 @@ def test_a_trainer_that_dies_mid_phase_keeps_the_last_good_version(ray_local, tm
     assert events == [("trained", 1), ("failed", 1), ("trained", 2)]
     assert "the trainer died" in training["phases"][1]["reason"] and "kept version 1" in training["phases"][1]["reason"]
     assert summary["episodes"] == 12 and summary["errors"] == 0
+
+
+def test_a_fork_can_put_a_later_checkpoint_of_the_run_in_the_students_place(ray_local, tmp_path, tiny_model,
+                                                                             with_drill):
+    from academe.simulation.fork import ForkPoint, make_fork
+    from simulations import transcripts
+
+    run_dir, _ = start_run(config(tmp_path, tiny_model))
+    parent = read_messages(run_dir).to_pandas()
+    by_v2 = sorted(parent[parent.model_version == 2].episode.unique())
+    assert len(by_v2) == 4
+    fork_dir = make_fork(run_dir, [ForkPoint(e, 0) for e in by_v2], {"student": "tiny@v2"}, out_dir=str(tmp_path))
+    resume_run(fork_dir)
+    forked = read_messages(fork_dir).to_pandas()
+    assert set(forked.model_version) == {2}
+    # greedy, same seeds, the checkpoint's weights: each episode says what v2 said in the parent
+    assert list(transcripts(fork_dir).values()) == [transcripts(run_dir)[e] for e in by_v2]
