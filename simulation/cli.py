@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from academe.protocols import PROGRAMS, PROTOCOLS, ProtocolError, get_program, get_protocol
 from academe.protocols.program import Program
@@ -302,7 +302,7 @@ def compare(run_a: Path = typer.Argument(..., help="a run folder"), run_b: Path 
     console.print(table)
     console.print("outcomes: " + ", ".join(f"{k}: {v}" for k, v in result["transitions"].items()))
     if result["changed"]:
-        changed = Table("task", "episode A", "episode B", "A", "B", "turns A", "turns B",
+        changed = Table(Column("task", overflow="fold"), "episode A", "episode B", "A", "B", "turns A", "turns B",
                         title=f"{len(result['changed'])} pair(s) whose outcome differs")
         for c in result["changed"][:30]:
             changed.add_row(escape(c["task"]), str(c["episode_a"]), str(c["episode_b"]), c["a"], c["b"],

@@ -116,11 +116,14 @@ def plot_comparison(result: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, (curves, moves) = plt.subplots(1, 2, figsize=(11, 4))
-    names = {"a": Path(result["a"]).name, "b": Path(result["b"]).name}
-    for key, style in (("a", "-o"), ("b", "--s")):
-        for curve, points in result[f"summary_{key}"]["at_k"].items():
-            ks = sorted(points, key=int)
-            curves.plot([int(k) for k in ks], [points[k] for k in ks], style, label=f"{curve}: {names[key]}")
+    names = {"a": "A " + Path(result["a"]).name, "b": "B " + Path(result["b"]).name}
+    a, b = result["summary_a"], result["summary_b"]
+    for color, curve in zip(("#4a7bb7", "#d9822b", "#5aa55a", "#9b59b6"), sorted(set(a["at_k"]) | set(b["at_k"]))):
+        ks = sorted(set(a["at_k"].get(curve, {})) | set(b["at_k"].get(curve, {})), key=int)
+        for key, style in (("a", "-o"), ("b", "--s")):
+            curves.plot([int(k) for k in ks], [at(result[f"summary_{key}"], curve, k) for k in ks], style, color=color,
+                        label=f"{curve}: {names[key]}")
+    curves.xaxis.get_major_locator().set_params(integer=True)
     curves.set_xlabel("k (turns)")
     curves.set_ylabel("share of paired episodes")
     curves.set_ylim(0, 1)

@@ -20,7 +20,7 @@ import yaml
 
 from academe.protocols.engine import Ask, Next
 from academe.simulation.config import ConfigError, SimulationConfig, dump_config, load_config, parse_config
-from academe.simulation.lineage import Lineage, Origin, write_lineage
+from academe.simulation.lineage import Lineage, Origin, read_lineage, write_lineage
 from academe.simulation.log import DialogueLog
 from academe.simulation.records import StepRecord
 from academe.simulation.replay import episodes_of
@@ -51,7 +51,10 @@ def fork_points(grouped: dict[int, list[StepRecord]], episodes: list[int], which
         chosen = [e for e, records in grouped.items()
                   if which == "all" or (records[-1].outcome is not None and records[-1].outcome.solved is False)]
     if before_role is not None:
-        return [ForkPoint(e, r.step) for e in chosen for r in grouped[e] if any(a.role == before_role for a in r.asks)]
+        points = [ForkPoint(e, r.step) for e in chosen for r in grouped[e] if any(a.role == before_role for a in r.asks)]
+        if not points:
+            raise ForkError(f"no logged step of the chosen episodes asks role {before_role!r} to speak")
+        return points
     points, bad = [], []
     for e in chosen:
         steps = {r.step: r for r in grouped[e]}
@@ -170,8 +173,10 @@ def make_fork(parent_dir: Path, points: list[ForkPoint], substitutions: dict[str
     checked = plan(config)
     grouped = episodes_of(parent_dir)
     source = str(Path(parent_dir).resolve())
+    grand = read_lineage(parent_dir)
+    roots = {e: o.root for e, o in grand.episodes.items()} if grand is not None and grand.kind == "fork" else {}
     lineage = Lineage(kind="fork", source=source, agents=substitutions, stop_after=stop_after, versions=versions,
-                      episodes={i: Origin(run=source, episode=p.parent, step=p.step)
+                      episodes={i: Origin(run=source, episode=p.parent, step=p.step, root=roots.get(p.parent, p.parent))
                                 for i, p in enumerate(points)})
     batch = fork_batch(checked, lineage)
     agents = {a.name: a for agents_ in checked.cast.values() for a in agents_}
@@ -198,12 +203,12 @@ def make_fork(parent_dir: Path, points: list[ForkPoint], substitutions: dict[str
 
 
 def fork_batch(checked, lineage: Lineage) -> Batch:
-    """The batch a fork runs: each episode's parent task and seeds, and its stop step if limited."""
-    tasks = {e: checked.tasks[o.episode] for e, o in lineage.episodes.items()}
+    """The batch a fork runs: each episode's task and seeds (its root episode's), and its stop step if limited."""
+    tasks = {e: checked.tasks[o.root] for e, o in lineage.episodes.items()}
     stop_at = ({e: o.step + lineage.stop_after for e, o in lineage.episodes.items()}
                if lineage.stop_after is not None else {})
     return Batch(checked.protocol, checked.options, checked.cast, tasks,
-                 seed_ids={e: o.episode for e, o in lineage.episodes.items()}, stop_at=stop_at)
+                 seed_ids={e: o.root for e, o in lineage.episodes.items()}, stop_at=stop_at)
 
 
 def load_versions(pool, config: SimulationConfig, lineage: Lineage) -> None:

@@ -271,6 +271,8 @@ function renderDialogue() {
   const turns = e.turns.flatMap((t) => [bubble(t, roles.indexOf(t.role)), ...(t.inherited ? [] : e.parent_turns
     .filter((p) => p.step === t.step && p.role === t.role).map((p) => alternative(p, roles.indexOf(p.role))))]);
   box.replaceChildren(head, el("div", {id: "turns"}, ...turns), outcomeBox(e));
+  const live = box.querySelector(".turn:not(.inherited)");  // a fork: show where it departs from its parent
+  if (e.parent && live) live.scrollIntoView({block: "start"});
 }
 function render() { renderList(); renderDialogue(); }
 function select(episode) { state.episode = episode; writeHash(); render(); }

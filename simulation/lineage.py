@@ -24,6 +24,8 @@ class Origin(Record):
     run: str  # the parent run folder (absolute path)
     episode: int = Field(ge=0)
     step: int = Field(ge=0)
+    root: int = Field(ge=0, description="the episode of the first, unforked run it descends from: its task and "
+                      "seeds are this episode's")
 
 
 class Lineage(Record):

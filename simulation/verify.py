@@ -157,7 +157,7 @@ def program_batches(run_dir: Path, checked, result: Verification) -> dict[int, B
     batches = {}
     for decision in decisions:
         action = decision.action
-        if decision.kind != "episodes":
+        if decision.kind != "run-episodes":
             continue
         protocol = checked.program.protocol(action["protocol"])
         cast = {role: checked.cast[action["cast"].get(role, role)] for role in protocol.roles}

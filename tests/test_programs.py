@@ -50,6 +50,23 @@ def test_two_rounds_train_solver_and_generator_each_with_its_own_trainer(uninter
     assert (run_dir / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_verify_re_executes_a_programs_decisions_and_episodes(uninterrupted, tmp_path):
+    import shutil
+
+    from academe.simulation.verify import verify_run
+
+    run_dir, _ = uninterrupted
+    result = verify_run(run_dir)
+    episodes = {r.episode for r in read_steps(run_dir)}
+    assert result.ok and result.decisions == len(program_decisions(run_dir)) and result.episodes == len(episodes)
+    changed = tmp_path / "changed"
+    shutil.copytree(run_dir, changed)
+    config = changed / "config.yaml"
+    config.write_text(config.read_text().replace("new_per_round: 3", "new_per_round: 2"))
+    (divergence, *_) = verify_run(changed).divergences
+    assert divergence.episode is None and divergence.field == "action.state"  # the options live in the state
+
+
 # Decision 5 starts round 0's generator training, decision 9 round 1's make-problem episodes.
 @pytest.mark.parametrize("kill_at", [5, 9], ids=["while-training", "while-making-problems"])
 def test_a_program_killed_mid_round_resumes_to_the_same_transcripts_and_pool(uninterrupted, tmp_path, tiny_model,

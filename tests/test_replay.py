@@ -179,3 +179,14 @@ def test_bad_forks_say_what_is_wrong_and_write_nothing(run_dir, args, message):
     code, out = academe("fork", run_dir, *args, "--quiet")
     assert code == 2 and message in out
     assert sorted(p.name for p in run_dir.parent.iterdir()) == before
+
+
+def test_a_fork_of_a_fork_keeps_the_first_runs_tasks_and_seeds(run_dir, tmp_path):
+    first = make_fork(run_dir, [ForkPoint(5, 0), ForkPoint(7, 0)], {}, out_dir=str(tmp_path / "a"))
+    resume_run(first)
+    second = make_fork(first, [ForkPoint(1, 2)], {}, out_dir=str(tmp_path / "b"))  # episode 1 of it is 7
+    resume_run(second)
+    origin = read_lineage(second).episodes[0]
+    assert (origin.episode, origin.root, origin.run) == (1, 7, str(first.resolve()))
+    assert transcripts(second)[0] == transcripts(run_dir)[7]
+    assert academe("replay", second, "--verify")[0] == 0
