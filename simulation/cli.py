@@ -18,6 +18,7 @@ from academe.protocols.program import Program
 from academe.simulation.config import ConfigError, load_config
 from academe.simulation.log import LogFormatError
 from academe.simulation.program_runner import ProgramDiverged
+from academe.simulation.run_folder import RunInUse
 from academe.simulation.runner import Progress
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -146,6 +147,16 @@ def _guarded(action, run_dir: Path):
               f"fix the cause (e.g. free disk space), then: academe resume {run_dir}")
 
 
+def _exit_if_all_failed(summary: dict) -> None:
+    """A run none of whose episodes got through is a failure, whatever was logged."""
+    counts = [summary] if "program" not in summary else list(summary["episodes"].values())
+    episodes, errors = sum(c["episodes"] for c in counts), sum(c["errors"] for c in counts)
+    if episodes and errors == episodes:
+        console.print(f"[red]every episode ended in an error[/] (the first: {escape(str(summary.get('first_error')))}); "
+                      "replay them with: academe replay RUN --errors", soft_wrap=True)
+        raise typer.Exit(1)
+
+
 def _fail(message: str) -> None:
     console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(2)
@@ -179,6 +190,7 @@ def run(
                        run_dir)
     console.print(summary_table(summary, run_dir))
     console.print(f"replay a dialogue: academe replay {run_dir} --episode 0")
+    _exit_if_all_failed(summary)
 
 
 @app.command()
@@ -189,9 +201,13 @@ def resume(run_dir: Path = typer.Argument(..., help="the run folder of a run tha
 
     try:
         summary = _guarded(lambda: _live_run(lambda on_progress: resume_run(run_dir, on_progress), quiet), run_dir)
-    except (FileNotFoundError, ConfigError, LogFormatError, ProgramDiverged) as exc:
+    except (FileNotFoundError, ConfigError, LogFormatError, ProgramDiverged, RunInUse) as exc:
         _fail(str(exc))
+    if summary.get("already_finished"):
+        console.print(f"{run_dir} has finished; nothing to resume (its summary: {run_dir / 'summary.json'})")
+        return
     console.print(summary_table(summary, run_dir))
+    _exit_if_all_failed(summary)
 
 
 @app.command()
@@ -278,6 +294,7 @@ def fork(run_dir: Path = typer.Argument(..., help="the parent run folder"),
     summary = _guarded(lambda: _live_run(lambda on_progress: resume_run(fork_dir, on_progress), quiet), fork_dir)
     console.print(summary_table(summary, fork_dir))
     console.print(f"compare: academe compare {run_dir} {fork_dir}")
+    _exit_if_all_failed(summary)
 
 
 @app.command()

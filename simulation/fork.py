@@ -19,7 +19,8 @@ from pathlib import Path
 import yaml
 
 from academe.protocols.engine import Ask, Next
-from academe.simulation.config import ConfigError, SimulationConfig, dump_config, load_config, parse_config
+from academe.simulation.config import ConfigError, SimulationConfig, load_config, parse_config
+from academe.simulation.run_folder import write_config
 from academe.simulation.lineage import Lineage, Origin, read_lineage, write_lineage
 from academe.simulation.log import DialogueLog
 from academe.simulation.records import StepRecord
@@ -160,7 +161,7 @@ def prefix_records(records: list[StepRecord], point: ForkPoint, episode: int, ru
 def make_fork(parent_dir: Path, points: list[ForkPoint], substitutions: dict[str, str], extra: Path | None = None,
               stop_after: int | None = None, name: str | None = None, out_dir: str | None = None) -> Path:
     """Write the fork's run folder (all of it or nothing); run it with ``resume_run``."""
-    from academe.simulation.simulate import CONFIG_FILE, new_run_dir, plan
+    from academe.simulation.simulate import new_run_dir, plan
 
     if not points:
         raise ForkError("no episode to fork (none matched)")
@@ -190,7 +191,7 @@ def make_fork(parent_dir: Path, points: list[ForkPoint], substitutions: dict[str
     partial = final.with_name(f".{run_id}.partial")
     try:
         partial.mkdir(parents=True)
-        (partial / CONFIG_FILE).write_text(dump_config(config))
+        write_config(partial, config)
         write_lineage(partial, lineage)
         log = DialogueLog(partial)
         log.append(records)

@@ -21,7 +21,8 @@ from academe.protocols.engine import START, Done, Outcome, ask
 from academe.protocols.grading import is_correct, mentions
 from academe.protocols.mathdial import SELF_CORRECTNESS, Dialogue, read_mathdial
 from academe.protocols.socratic import Tutoring, student_view, teacher_view
-from academe.simulation.config import dump_config, parse_config
+from academe.simulation.config import parse_config
+from academe.simulation.run_folder import SUMMARY_FILE, write_config
 from academe.simulation.lineage import Lineage, write_lineage
 from academe.simulation.log import DialogueLog
 from academe.simulation.records import TurnRecord
@@ -86,7 +87,7 @@ def measured(state: Tutoring, solved_at: int | None) -> Outcome:
 def import_mathdial(path: str | Path, out_dir: str = "runs", name: str = "mathdial",
                     limit: int | None = None) -> tuple[Path, dict, list[str]]:
     """Write the run folder (whole, or nothing); returns it, its statistics, and the rows left out."""
-    from academe.simulation.simulate import CONFIG_FILE, SUMMARY_FILE, new_run_dir, plan
+    from academe.simulation.simulate import new_run_dir, plan
 
     path = Path(path)
     dialogues, problems = read_mathdial(path)
@@ -103,7 +104,7 @@ def import_mathdial(path: str | Path, out_dir: str = "runs", name: str = "mathdi
     partial = final.with_name(f".{final.name}.partial")
     try:
         partial.mkdir(parents=True)
-        (partial / CONFIG_FILE).write_text(dump_config(config))
+        write_config(partial, config)
         write_lineage(partial, Lineage(kind="import", source=str(path.resolve())))
         log = DialogueLog(partial)
         log.append([r for episode in records for r in episode])

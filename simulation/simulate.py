@@ -28,15 +28,15 @@ from academe.protocols.grading import check_task
 from academe.protocols.mathdial import load_mathdial_tasks
 from academe.protocols.tasks import generate_word_problems, load_hf_dataset, load_task_file
 from academe.simulation.actors import ModelPool
-from academe.simulation.config import ConfigError, SimulationConfig, TaskSection, describe, dump_config, load_config
+from academe.simulation.config import ConfigError, SimulationConfig, TaskSection, describe, load_config
 from academe.simulation.fork import fork_batch, load_versions
 from academe.simulation.lineage import read_lineage
 from academe.simulation.log import DialogueLog
+from academe.simulation.run_folder import CONFIG_FILE, SUMMARY_FILE, check_unchanged, locked, write_config
 from academe.simulation.program_runner import ProgramRunner, Services
 from academe.simulation.runner import Batch, Progress, Runner, restore
 from academe.simulation.summary import summarize, summarize_program
 
-CONFIG_FILE, SUMMARY_FILE = "config.yaml", "summary.json"
 
 
 def select_tasks(t: TaskSection, n: int | None, run_seed: int) -> list[Task]:
@@ -183,7 +183,7 @@ def held_out_tasks(config: SimulationConfig, tasks: list[Task]) -> list[Task]:
 def execute(config: SimulationConfig, checked: Plan, run_dir: Path,
             on_progress: Callable[[Progress], None] | None = None, resume: bool = False) -> dict:
     started = time.perf_counter()
-    with ray_session(config):
+    with locked(run_dir), ray_session(config):
         check_resources(config)
         pool = ModelPool(config.models, use_ray=config.ray.enabled)
         try:
@@ -269,7 +269,7 @@ def prepare_run_dir(config: SimulationConfig) -> Path:
     """A new run folder holding the resolved config (what ``resume`` reads back)."""
     run_dir = new_run_dir(config)
     run_dir.mkdir(parents=True)
-    (run_dir / CONFIG_FILE).write_text(dump_config(config))
+    write_config(run_dir, config)
     return run_dir
 
 
@@ -315,5 +315,8 @@ def resume_run(run_dir: str | Path, on_progress=None) -> dict:
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"{run_dir} has no {CONFIG_FILE}: not a run folder")
+    if (run_dir / SUMMARY_FILE).is_file():  # finished: its summary stands, nothing is run again
+        return json.loads((run_dir / SUMMARY_FILE).read_text()) | {"already_finished": True}
     config = load_config(run_dir / CONFIG_FILE)
+    check_unchanged(run_dir, config)
     return execute(config, plan(config), run_dir, on_progress, resume=True)

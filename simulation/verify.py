@@ -20,6 +20,7 @@ from academe.simulation.fork import fork_batch
 from academe.simulation.lineage import read_lineage
 from academe.simulation.records import StepRecord
 from academe.simulation.replay import episodes_of
+from academe.simulation.run_folder import CONFIG_FILE
 from academe.simulation.runner import Batch, begin_step, next_step, step_record
 
 UNCOMPARED = ("time", "started", "ended")  # wall-clock fields: they differ on every run
@@ -80,7 +81,7 @@ def first_difference(logged: Any, again: Any, path: str = "") -> tuple[str, Any,
 
 def verify_run(run_dir: str | Path) -> Verification:
     """Re-execute every episode of a run (and a program's decisions) against its log."""
-    from academe.simulation.simulate import CONFIG_FILE, plan
+    from academe.simulation.simulate import plan
 
     run_dir = Path(run_dir)
     result = Verification()

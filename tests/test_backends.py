@@ -89,14 +89,20 @@ def test_folder_without_config_is_refused(tmp_path):
 def shout(prompt: Prompt) -> str:
     if "boom" in prompt.messages[-1].content:
         raise RuntimeError("cannot shout that")
+    if "count" in prompt.messages[-1].content:
+        return 42  # not a str: a bug in the rule, which must stay this prompt's failure
     return prompt.messages[-1].content.upper()
 
 
 def test_scripted_backend_answers_and_reports_failures_per_prompt():
     backend = ScriptedBackend.from_path(f"{__name__}:shout")
-    replies = backend.generate([Prompt(messages=(ChatMessage(role="user", content=t),)) for t in ("hi", "boom")])
+    replies = backend.generate([Prompt(messages=(ChatMessage(role="user", content=t),))
+                                for t in ("hi", "boom", "count", "bye")])
     assert replies[0].text == "HI" and replies[0].finish_reason == "stop"
     assert replies[1].finish_reason == "error" and "cannot shout that" in replies[1].error
+    assert replies[2].finish_reason == "error" and replies[2].error == \
+        "TypeError: scripted:shout returned a int, not the reply's text (a str)"
+    assert replies[3].text == "BYE"
 
 
 @pytest.mark.parametrize("path,message", [("no_colon", "package.module:function"),

@@ -39,7 +39,10 @@ def test_the_debate_runs_replays_and_resumes_from_the_users_package(in_example, 
     code, out = run("replay", str(run_dir), "--episode", "0")
     assert code == 0 and "alice" in out and "Winner:" in out
     code, out = run("resume", str(run_dir), "--quiet")
-    assert code == 0 and "episodes 8" in out
+    assert code == 0 and "has finished; nothing to resume" in out
+    (run_dir / "summary.json").unlink()  # as if it had been killed at its very end
+    code, out = run("resume", str(run_dir), "--quiet")
+    assert code == 0 and "episodes 8" in out and "messages 0" in out
 
 
 def test_the_errors_the_guide_shows_are_the_errors_academe_gives(in_example):
@@ -55,7 +58,8 @@ def test_the_errors_the_guide_shows_are_the_errors_academe_gives(in_example):
             Protocol(**base, phases=phases)
         assert f"`{raised.value}`" in GUIDE
     code, out = run("run", "debate.yaml", *in_example, "--set", "agents.debater=[{name: alice, model: scripted_debater}]")
-    assert code == 0 and "protocol 'debate': ask to seat 1 of role 'debater', which has 1 agent(s)" in out
+    assert code == 1 and "protocol 'debate': ask to seat 1 of role 'debater', which has 1 agent(s)" in out
+    assert "every episode ended in an error" in out
     for change, said in [("agents={debater: [{model: scripted_debater}, {model: scripted_debater}]}",
                           "protocol 'debate': role(s) judge have no agent; bind each of debater, judge to an agent"),
                          ("protocol.options.round=3", "protocol.options.round: unknown key"),

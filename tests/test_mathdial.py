@@ -124,7 +124,7 @@ def test_a_model_teacher_says_the_next_teacher_turn_beside_the_human_one(importe
 def test_the_people_of_an_imported_dialogue_cannot_be_asked_to_speak(imported):
     run_dir, _, _ = imported
     code, out = academe("fork", run_dir, "--episode", 3, "--at", 0, "--quiet", "--name", "again")
-    assert code == 0
+    assert code == 1 and "every episode ended in an error" in out
     (fork_dir,) = run_dir.parent.glob("again-*")
     (view,) = load_views(fork_dir)
     assert view.status == "error" and "a person spoke this turn" in view.outcome["error"]

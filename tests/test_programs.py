@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from academe.simulation.config import dump_config
+from academe.simulation.config import ConfigError, dump_config
 from academe.simulation.log import read_messages, read_steps
 from academe.simulation.program_runner import ProgramDiverged
 from academe.simulation.simulate import resume_run, start_run
@@ -97,10 +97,13 @@ def test_a_program_killed_mid_round_resumes_to_the_same_transcripts_and_pool(uni
     assert len(steps) == len(set(steps))
     trained = [(t["role"], t["version"]) for t in summary["trained"]]
     assert trained == [("solver", 1), ("generator", 1), ("solver", 2), ("generator", 2)]  # none trained twice
+    changed = run_dir / "config.yaml"
+    changed.write_text(changed.read_text().replace("new_per_round: 3", "new_per_round: 2"))
+    (run_dir / "summary.json").unlink()
+    with pytest.raises(ConfigError, match="program.options.new_per_round: 3 -> 2"):
+        resume_run(run_dir)
+    (run_dir / "started.json").unlink()  # no record of the start (an older folder): the program replay catches it
     with pytest.raises(ProgramDiverged, match="differs from the logged one"):
-        changed = run_dir / "config.yaml"
-        changed.write_text(changed.read_text().replace("new_per_round: 3", "new_per_round: 2"))
-        (run_dir / "summary.json").unlink()
         resume_run(run_dir)
 
 

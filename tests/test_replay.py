@@ -144,8 +144,10 @@ def test_fork_the_unsolved_episodes_with_another_student_and_compare(run_dir, tm
 def test_a_fork_is_a_run_that_resumes_like_any_other(run_dir, tmp_path):
     fork_dir = make_fork(run_dir, [ForkPoint(0, 1), ForkPoint(0, 3)], {}, out_dir=str(tmp_path))
     first = resume_run(fork_dir)
+    (fork_dir / "summary.json").unlink()  # as if killed at its very end
     again = resume_run(fork_dir)  # nothing left to do: the same outcomes, no new turns
     assert first["episodes"] == again["episodes"] == 2 and again["messages_this_session"] == 0
+    assert resume_run(fork_dir)["already_finished"]
     parent, forked = transcripts(run_dir)[0], transcripts(fork_dir)
     assert forked[0][:2] == parent[:2] and forked[1][:4] == parent[:4]  # kept turns, as logged
     assert forked[0] == parent  # scripted agents, same seeds: the live part says the same

@@ -31,6 +31,8 @@ class ScriptedBackend:
         start = time.perf_counter()
         try:
             text, error = self.fn(prompt), None
+            if not isinstance(text, str):
+                raise TypeError(f"{self.model_name} returned a {type(text).__name__}, not the reply's text (a str)")
         except Exception as exc:  # a broken rule must not take the whole batch down
             text, error = "", f"{type(exc).__name__}: {exc}"
         return Reply(

@@ -1,0 +1,67 @@
+"""A run folder has one writer, runs the config it started with, and keeps its summary once finished."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from academe.simulation.cli import app
+from academe.simulation.run_folder import locked
+from simulations import SCRIPTED_STUDENT
+
+cli = CliRunner()
+
+
+def academe(*args):
+    result = cli.invoke(app, [str(a) for a in args])
+    return result.exit_code, " ".join(result.output.split())
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    code, out = academe("run", "--quiet", "--set", f"run.out_dir={tmp_path}", "--set", "run.episodes=4",
+                        "--set", "ray.enabled=false",
+                        "--set", f"models.smollm2={{kind: scripted, path: '{SCRIPTED_STUDENT['path']}'}}")
+    assert code == 0, out
+    (found,) = tmp_path.iterdir()
+    return found
+
+
+def test_resuming_a_finished_run_keeps_its_summary(run_dir):
+    before = (run_dir / "summary.json").read_text()
+    code, out = academe("resume", run_dir, "--quiet")
+    assert code == 0 and "has finished; nothing to resume" in out
+    assert (run_dir / "summary.json").read_text() == before
+
+
+def test_a_second_writer_of_a_run_folder_is_refused(run_dir):
+    (run_dir / "summary.json").unlink()  # as if the run had been killed before its end
+    with locked(run_dir):
+        code, out = academe("resume", run_dir, "--quiet")
+    assert code == 2 and f"{run_dir} is being written by academe process" in out
+    code, out = academe("resume", run_dir, "--quiet")  # the lock went with its holder
+    assert code == 0, out
+
+
+@pytest.mark.parametrize("edit,allowed", [(("seed: 0", "seed: 1"), False), (("steps: 1", "steps: 2"), False),
+                                          (("concurrency: 24", "concurrency: 2"), True)])
+def test_a_config_edited_since_the_run_started_is_refused(run_dir, edit, allowed):
+    (run_dir / "summary.json").unlink()
+    config = run_dir / "config.yaml"
+    assert edit[0] in config.read_text()
+    config.write_text(config.read_text().replace(*edit))
+    code, out = academe("resume", run_dir, "--quiet")
+    if allowed:
+        assert code == 0, out
+    else:
+        field = {"seed: 0": "run.seed: 0 -> 1", "steps: 1": "tasks.steps: 1 -> 2"}[edit[0]]
+        assert code == 2 and "was edited since the run started" in out and field in out
+
+
+def test_a_run_whose_every_episode_failed_exits_non_zero(tmp_path):
+    code, out = academe("run", "--quiet", "--set", f"run.out_dir={tmp_path}", "--set", "run.episodes=3",
+                        "--set", "ray.enabled=false",
+                        "--set", "models.smollm2={kind: scripted, path: 'academe.protocols.mathdial:human'}")
+    assert code == 1 and "every episode ended in an error" in out
+    (run,) = tmp_path.iterdir()
+    assert json.loads((run / "summary.json").read_text())["errors"] == 3
