@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -139,12 +141,17 @@ def _live_run(action, quiet: bool):
 
 
 def _guarded(action, run_dir: Path):
-    """Run ``action``; if the disk fills or the log cannot be written, say so and how to go on."""
+    """Run ``action``; if a file cannot be written or read, say so and how to go on. A run that
+    could not start at all leaves no run folder behind."""
     try:
         return action()
-    except OSError as exc:
+    except (OSError, ConfigError) as exc:
+        if not any((run_dir / "log").glob("*")) and not (run_dir / "program.jsonl").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing was logged: no half run folder
+            _fail(f"the run could not start: {exc}")
+        disk = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
         _fail(f"the run stopped: {exc}. Everything logged before this is kept in {run_dir}; "
-              f"fix the cause (e.g. free disk space), then: academe resume {run_dir}")
+              f"{'free disk space' if disk else 'fix the cause'}, then: academe resume {run_dir}")
 
 
 def _exit_if_all_failed(summary: dict) -> None:

@@ -110,6 +110,7 @@ class Plan:
 def plan(config: SimulationConfig) -> Plan:
     """Resolve the protocol or program, its options, the cast and the tasks; ConfigError if any is bad."""
     section = "program.options" if config.program else "protocol.options"
+    check_models(config)
     try:
         cast = config.cast()
         if config.program is not None:
@@ -135,6 +136,22 @@ def plan(config: SimulationConfig) -> Plan:
         raise ConfigError(describe(exc, "config", prefix=section)) from None
     except (ProtocolError, ValueError) as exc:  # TaskFileError, bad graders, rows an HF data set cannot give
         raise ConfigError(str(exc)) from None
+
+
+def check_models(config: SimulationConfig) -> None:
+    """Every scripted agent's function imports and every model path is a model, before anything
+    starts (on a cluster, model paths are the workers' business and are not checked here)."""
+    from academe.agents.backends.scripted import resolve_function
+    from academe.agents.models import resolve_model_path
+
+    for name, spec in config.models.items():
+        try:
+            if spec.kind == "scripted":
+                resolve_function(spec.path)
+            elif config.ray.address is None:
+                resolve_model_path(spec.path)
+        except (ValueError, OSError) as exc:
+            raise ConfigError(f"models.{name}.path: {exc}") from None
 
 
 def check_program_training(config: SimulationConfig, program: Program, cast) -> None:

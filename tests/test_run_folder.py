@@ -65,3 +65,24 @@ def test_a_run_whose_every_episode_failed_exits_non_zero(tmp_path):
     assert code == 1 and "every episode ended in an error" in out
     (run,) = tmp_path.iterdir()
     assert json.loads((run / "summary.json").read_text())["errors"] == 3
+
+
+@pytest.mark.parametrize("setting,message", [
+    ("models.oracle.path=nope.mod:fn", "models.oracle.path: scripted agent path 'nope.mod:fn': cannot import 'nope.mod'"),
+    ("models.oracle.path=academe.protocols.oracles:nothing", "academe.protocols.oracles has no function 'nothing'"),
+    ("models.smollm2.path={folder}", "models.smollm2.path: model folder '{folder}' has no config.json"),
+    ("models.smollm2.path={folder}/missing.gguf", "models.smollm2.path: model path '{folder}/missing.gguf' does not exist"),
+])
+def test_models_that_cannot_load_are_found_before_a_run_folder_is_made(tmp_path, setting, message):
+    out = tmp_path / "runs"
+    code, text = academe("run", "--quiet", "--set", f"run.out_dir={out}", "--set", "ray.enabled=false",
+                         "--set", setting.format(folder=tmp_path))
+    assert code == 2 and message.format(folder=tmp_path) in text
+    assert not out.exists()
+
+
+def test_a_run_that_cannot_be_placed_leaves_no_run_folder(tmp_path):
+    code, text = academe("run", "--quiet", "--set", f"run.out_dir={tmp_path}", "--set", "models.smollm2.num_cpus=64",
+                         "--set", "ray.num_cpus=2")
+    assert code == 2 and "the run could not start: the models and trainers ask for 64 CPUs" in text
+    assert not any(tmp_path.iterdir())
