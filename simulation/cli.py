@@ -18,7 +18,7 @@ from rich.table import Column, Table
 from academe.protocols import PROGRAMS, PROTOCOLS, ProtocolError, get_program, get_protocol
 from academe.protocols.program import Program
 from academe.simulation.config import ConfigError, load_config
-from academe.simulation.log import LogFormatError
+from academe.simulation.log import LogDamaged, LogFormatError
 from academe.simulation.program_runner import ProgramDiverged
 from academe.simulation.run_folder import RunInUse
 from academe.simulation.runner import Progress
@@ -140,13 +140,15 @@ def _live_run(action, quiet: bool):
         return action(lambda p: live.update(progress_line(p)))
 
 
-def _guarded(action, run_dir: Path):
-    """Run ``action``; if a file cannot be written or read, say so and how to go on. A run that
-    could not start at all leaves no run folder behind."""
+def _guarded(action, run_dir: Path, fresh: bool = False):
+    """Run ``action``; if a file cannot be written or read, say so and how to go on. A new run
+    (``fresh``) that could not start at all leaves no run folder behind."""
     try:
         return action()
     except (OSError, ConfigError) as exc:
-        if not any((run_dir / "log").glob("*")) and not (run_dir / "program.jsonl").exists():
+        if isinstance(exc, ConfigError) and not fresh:
+            raise
+        if fresh and not any((run_dir / "log").glob("*")) and not (run_dir / "program.jsonl").exists():
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing was logged: no half run folder
             _fail(f"the run could not start: {exc}")
         disk = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
@@ -194,7 +196,7 @@ def run(
         console.print(f"running [bold]{cfg.run.episodes}[/] episodes of [bold]{checked.name}[/] "
                       f"({cfg.run.concurrency} at once) with agents {agents} into {run_dir}")
     summary = _guarded(lambda: _live_run(lambda on_progress: execute(cfg, checked, run_dir, on_progress), quiet),
-                       run_dir)
+                       run_dir, fresh=True)
     console.print(summary_table(summary, run_dir))
     console.print(f"replay a dialogue: academe replay {run_dir} --episode 0")
     _exit_if_all_failed(summary)
@@ -208,8 +210,9 @@ def resume(run_dir: Path = typer.Argument(..., help="the run folder of a run tha
 
     try:
         summary = _guarded(lambda: _live_run(lambda on_progress: resume_run(run_dir, on_progress), quiet), run_dir)
-    except (FileNotFoundError, ConfigError, LogFormatError, ProgramDiverged, RunInUse) as exc:
-        _fail(str(exc))
+    except (FileNotFoundError, ConfigError, LogFormatError, LogDamaged, ProgramDiverged, RunInUse) as exc:
+        _fail(f"{exc}" + (f". The log is damaged: academe replay {run_dir} shows what is whole; to go on, "
+                          "start the run again" if isinstance(exc, LogDamaged) else ""))
     if summary.get("already_finished"):
         console.print(f"{run_dir} has finished; nothing to resume (its summary: {run_dir / 'summary.json'})")
         return

@@ -48,7 +48,8 @@ class LogFormatError(ValueError):
 
 
 class LogDamaged(ValueError):
-    """A segment of the log that cannot be read, or a line that is not a record; names which."""
+    """A segment of the log that cannot be read, or a line that is not a record; names which.
+    (A torn last line is not damage: a killed driver leaves one, and it is dropped.)"""
 
 
 class DialogueLog:
@@ -119,9 +120,11 @@ class DialogueLog:
                 live.unlink()  # the Parquet copy was complete (written under a temp name, renamed)
                 continue
             drop_torn_tail(live)
-            with open(live, encoding="utf-8") as f:
+            with open(live, encoding="utf-8", errors="replace") as f:
                 lines = [line.rstrip("\n") for line in f]
-            write_segment([StepRecord.model_validate_json(line) for line in lines], lines, self.folder, n)
+            records = [record for i, line in enumerate(lines, 1)
+                       for record in _parsed(line, f"{live} line {i}", None)]  # LogDamaged names a bad line
+            write_segment(records, lines, self.folder, n)
             live.unlink()
 
 

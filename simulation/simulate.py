@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -83,12 +84,28 @@ def ray_session(config: SimulationConfig):
     if ray.is_initialized():
         yield
         return
+    check_reachable(config.ray.address)
     ray.init(address=config.ray.address, num_cpus=config.ray.num_cpus if not config.ray.address else None,
              include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
+    """A cluster address where nothing answers fails in seconds, not after Ray's minutes of retries."""
+    if address in (None, "auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"ray.address {address!r}: write host:port (the head's GCS, e.g. 10.0.0.5:6379), "
+                          "ray://host:10001, or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConfigError(f"ray.address {address!r}: nothing answers at {host}:{port} ({exc}); start the cluster "
+                          "(ray start --head) or fix the address") from None
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ def test_a_config_edited_since_the_run_started_is_refused(run_dir, edit, allowed
     else:
         field = {"seed: 0": "run.seed: 0 -> 1", "steps: 1": "tasks.steps: 1 -> 2"}[edit[0]]
         assert code == 2 and "was edited since the run started" in out and field in out
+        assert "then: academe resume" not in out  # resuming again would not help
 
 
 def test_a_run_whose_every_episode_failed_exits_non_zero(tmp_path):
@@ -85,4 +86,25 @@ def test_a_run_that_cannot_be_placed_leaves_no_run_folder(tmp_path):
     code, text = academe("run", "--quiet", "--set", f"run.out_dir={tmp_path}", "--set", "models.smollm2.num_cpus=64",
                          "--set", "ray.num_cpus=2")
     assert code == 2 and "the run could not start: the models and trainers ask for 64 CPUs" in text
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_log_with_a_garbage_line_is_named_not_half_read(run_dir):
+    (run_dir / "summary.json").unlink()
+    live = run_dir / "log" / "live-00003.jsonl"
+    record = next((run_dir / "log").glob("steps-*.parquet"))
+    from academe.simulation.log import read_steps
+    first = next(read_steps(run_dir)).model_dump_json()
+    live.write_text(first + "\n" + "garbage\n" + first + "\n")
+    code, out = academe("resume", run_dir, "--quiet")
+    assert code == 2 and f"{live} line 2 is not a step record" in out and "The log is damaged" in out
+    assert record.exists() and live.read_text().count("\n") == 3  # nothing rewritten
+
+
+@pytest.mark.parametrize("address,message", [("127.0.0.1:1", "nothing answers at 127.0.0.1:1"),
+                                             ("ray://127.0.0.1:1", "nothing answers at 127.0.0.1:1"),
+                                             ("headnode", "write host:port")])
+def test_a_cluster_address_where_nothing_answers_fails_at_once(tmp_path, address, message):
+    code, text = academe("run", "--quiet", "--set", f"run.out_dir={tmp_path}", "--address", address)
+    assert code == 2 and f"ray.address {address!r}" in text and message in text
     assert not any(tmp_path.iterdir())
