@@ -66,6 +66,8 @@ def summary_table(summary: dict, run_dir: Path) -> Table:
                                   f"({p['examples']} examples, {p['seconds']:.0f} s)" for p in trained))
         if training["accuracy"]:
             table.add_row("held-out accuracy", "  ".join(f"v{v}: {a:.1%}" for v, a in training["accuracy"]))
+        for note in training.get("checkpoints_set_aside", []):
+            table.add_row("[yellow]checkpoint set aside[/]", escape(note))
         for p in training["phases"]:
             if p["event"] in ("skipped", "failed"):
                 table.add_row(f"[yellow]{p['event']}[/]", escape(p["reason"]))

@@ -166,3 +166,26 @@ def test_a_phase_from_the_base_model_forgets_the_last_version(tiny_model, mode):
     assert report.version == 2  # versions count on
     # from the base, its first loss is the base model's, not the trained one's
     assert report.losses[0] == pytest.approx(again.train_sft(SFT_DATA, from_base=True).losses[0], rel=1e-4)
+
+
+@pytest.mark.parametrize("damage", ["weights.safetensors", "optimizer.pt", "trainer_state.json"])
+def test_a_corrupt_checkpoint_is_set_aside_and_the_one_before_it_is_used(tiny_model, tmp_path, damage):
+    from academe.simulation.config import TrainingSection
+    from academe.trainers.handle import ModelTrainer
+
+    section = TrainingSection(settings=settings("lora"), num_cpus=1)
+    first = ModelTrainer("tiny", ModelSpec(path=str(tiny_model)), section, tmp_path, use_ray=False)
+    for _ in range(2):
+        asyncio.run(first.train("sft", SFT_DATA))
+        asyncio.run(first.save())
+    good = {k: v.clone() for k, v in first.trainer.weights("adapter").items()}
+    asyncio.run(first.train("sft", SFT_DATA))
+    newest = asyncio.run(first.save())
+    (newest / damage).write_bytes((newest / damage).read_bytes()[:40])  # cut short, as by a full disk
+    again = ModelTrainer("tiny", ModelSpec(path=str(tiny_model)), section, tmp_path, use_ray=False)
+    assert asyncio.run(again.restore()).name == "v00002" and again.version == 2
+    (note,) = again.set_aside
+    assert "v00003" in note and damage in note
+    assert (tmp_path / "checkpoints" / "tiny" / "v00003.corrupt").is_dir()
+    restored = again.trainer.weights("adapter")
+    assert restored.keys() == good.keys() and all(torch.equal(restored[k], good[k]) for k in good)

@@ -15,7 +15,8 @@ from typing import Awaitable, Callable, Literal
 from academe.agents.backends.base import ModelSpec
 from academe.simulation.config import TrainingSection
 from academe.trainers.publish import PublishReport, publish_local
-from academe.trainers.trainer import REPORT_FILE, PhaseReport, Trainer, TrainingFailed, latest_checkpoint
+from academe.trainers.trainer import (REPORT_FILE, CheckpointError, PhaseReport, Trainer, TrainingFailed,
+                                      checkpoints)
 
 
 class TrainerDied(RuntimeError):
@@ -35,6 +36,7 @@ class ModelTrainer:
         self.checkpoints = Path(run_dir) / "checkpoints" / model
         self.trainer = self._new_trainer()
         self.version = 0
+        self.set_aside: list[str] = []  # corrupt checkpoints passed over by restore()
 
     def _new_trainer(self):
         if not self.use_ray:
@@ -51,11 +53,18 @@ class ModelTrainer:
         return await asyncio.to_thread(getattr(self.trainer, method), *args)
 
     async def restore(self) -> Path | None:
-        """Load the last checkpoint, if there is one (a resumed run); returns it."""
-        checkpoint = latest_checkpoint(self.checkpoints)
-        if checkpoint is not None:
-            self.version = await self.call("load", checkpoint)
-        return checkpoint
+        """Load the newest checkpoint that loads (a resumed run); returns it. A corrupt one is
+        set aside (renamed ``*.corrupt``, noted in ``set_aside``) and the one before it is tried."""
+        for checkpoint in reversed(checkpoints(self.checkpoints)):
+            try:
+                self.version = await self.call("load", checkpoint)
+                return checkpoint
+            except CheckpointError as exc:
+                checkpoint.rename(checkpoint.with_name(checkpoint.name + ".corrupt"))
+                self.set_aside.append(str(exc))
+        if self.set_aside:
+            raise CheckpointError(f"no checkpoint of {self.model} loads: {'; '.join(self.set_aside)}")
+        return None
 
     def saved_report(self, version: int) -> dict | None:
         """The report saved with the checkpoint of ``version``, if that checkpoint exists."""

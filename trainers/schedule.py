@@ -116,7 +116,7 @@ class ScheduledTraining:
             f.write(json.dumps(entry) + "\n")
 
     def summary(self) -> dict:
-        return training_summary(self.model, self.history)
+        return training_summary(self.model, self.history) | {"checkpoints_set_aside": self.trainer.set_aside}
 
 
 def phase_figures(report: PhaseReport) -> dict:

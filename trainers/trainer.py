@@ -310,12 +310,18 @@ class Trainer:
         if wrong or missing:
             raise CheckpointError(f"checkpoint {folder} does not fit this model: "
                                   f"{len(wrong)} unexpected or misshapen and {len(missing)} missing tensors")
-        with torch.no_grad():
+        optimizer = None
+        if (folder / "optimizer.pt").is_file():
+            try:
+                optimizer = torch.load(folder / "optimizer.pt", weights_only=True)
+            except Exception as exc:  # a truncated or garbled file: torch raises several kinds
+                raise CheckpointError(f"checkpoint {folder}: optimizer.pt is unreadable "
+                                      f"({type(exc).__name__}: {str(exc)[:200]})") from None
+        with torch.no_grad():  # every part was read: only now does anything change
             for name, tensor in weights.items():
                 params[name].copy_(tensor)
-        optimizer = folder / "optimizer.pt"
-        if optimizer.is_file():
-            self.optimizer.load_state_dict(torch.load(optimizer, weights_only=True))
+        if optimizer is not None:
+            self.optimizer.load_state_dict(optimizer)
         self.version = int(state["version"])
         return self.version
 
@@ -328,6 +334,6 @@ class Trainer:
                 "lora_r": self.settings.lora_r if self.lora_config is not None else None}
 
 
-def latest_checkpoint(folder: str | Path) -> Path | None:
-    versions = sorted(p for p in Path(folder).glob("v*") if p.is_dir() and not p.name.endswith(".partial"))
-    return versions[-1] if versions else None
+def checkpoints(folder: str | Path) -> list[Path]:
+    """A model's finished checkpoints, oldest first."""
+    return sorted(p for p in Path(folder).glob("v*") if p.is_dir() and p.name[1:].isdigit())
