@@ -19,7 +19,7 @@ from pathlib import Path
 from academe.agents.records import Prompt
 from academe.protocols.grading import number_texts
 from academe.protocols.socratic import MOVES, TutoringTask
-from academe.protocols.tasks import TaskFileError
+from academe.protocols.tasks import TaskFileError, resolve_task_path
 
 SPEAKER = re.compile(r"^\s*([A-Za-z][\w .'-]{0,40}?)\s*:\s?")
 MOVE = re.compile(r"^\s*\((\w*)\)\s*")
@@ -110,7 +110,7 @@ def parse_dialogue(row: object, line: int) -> Dialogue:
 
 def read_mathdial(path: str | Path) -> tuple[list[Dialogue], list[str]]:
     """Every readable row's dialogue, and for each other row 'line N: why'."""
-    path = Path(path)
+    path = resolve_task_path(path)
     if not path.is_file():
         raise TaskFileError(f"MathDial file {str(path)!r} does not exist")
     dialogues, problems = [], []

@@ -9,6 +9,7 @@ judge scores the replies to it.
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import random
 from pathlib import Path
@@ -67,9 +68,23 @@ def parse_row(row: dict, task_id: str, grader: str = "numeric") -> Task:
     return task
 
 
+SAMPLES = {"gsm8k": "gsm8k-sample.jsonl", "mathdial": "mathdial-sample.jsonl"}
+
+
+def resolve_task_path(path: str | Path) -> Path:
+    """A task file's path; ``sample:NAME`` names a sample shipped inside academe (see data/README.md)."""
+    text = str(path)
+    if not text.startswith("sample:"):
+        return Path(path)
+    name = text.removeprefix("sample:")
+    if name not in SAMPLES:
+        raise TaskFileError(f"{text!r}: no such sample; academe ships {', '.join(f'sample:{n}' for n in SAMPLES)}")
+    return Path(str(importlib.resources.files("academe.protocols") / "data" / SAMPLES[name]))
+
+
 def load_task_file(path: str | Path, grader: str = "numeric") -> list[Task]:
-    """Tasks from a JSONL or Parquet task file; a bad row names its line."""
-    path = Path(path)
+    """Tasks from a JSONL or Parquet task file (or a shipped ``sample:``); a bad row names its line."""
+    path = resolve_task_path(path)
     if not path.is_file():
         raise TaskFileError(f"task file {str(path)!r} does not exist")
     if path.suffix == ".parquet":

@@ -20,6 +20,7 @@ from academe.agents.records import Reply
 from academe.protocols.engine import START, Done, Outcome, ask
 from academe.protocols.grading import is_correct, mentions
 from academe.protocols.mathdial import SELF_CORRECTNESS, Dialogue, read_mathdial
+from academe.protocols.tasks import resolve_task_path
 from academe.protocols.socratic import Tutoring, student_view, teacher_view
 from academe.simulation.config import parse_config
 from academe.simulation.run_folder import SUMMARY_FILE, write_config
@@ -89,7 +90,7 @@ def import_mathdial(path: str | Path, out_dir: str = "runs", name: str = "mathdi
     """Write the run folder (whole, or nothing); returns it, its statistics, and the rows left out."""
     from academe.simulation.simulate import new_run_dir, plan
 
-    path = Path(path)
+    path = resolve_task_path(path)
     dialogues, problems = read_mathdial(path)
     dialogues = dialogues[:limit]
     if not dialogues:

@@ -1,5 +1,7 @@
 """Configs and the CLI: what a user types, and the errors a user sees."""
 
+import json
+
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -90,13 +92,15 @@ def test_missing_task_file_fails_before_anything_starts(tmp_path):
                                        ("socratic-zero-baseline.yaml", "fine-tuning"), ("llm2llm.yaml", "llm2llm"),
                                        ("llm2llm-baseline.yaml", "fine-tuning"), ("lion.yaml", "lion"),
                                        ("lbt.yaml", "lbt"), ("mathdial-tutoring.yaml", "socratic")])
-def test_example_configs_are_valid(name, runs, monkeypatch):
+def test_example_configs_are_valid_from_anywhere(name, runs, monkeypatch, tmp_path):
+    import shutil
     from pathlib import Path
 
     from academe.simulation.simulate import plan
     root = Path(__file__).resolve().parents[1]
-    monkeypatch.chdir(root)  # their task paths are relative to the project root, where users run them
-    checked = plan(load_config(root / "configs" / name))
+    shutil.copy(root / "configs" / name, tmp_path / name)
+    monkeypatch.chdir(tmp_path)  # a user's own folder: nothing of this checkout's layout around it
+    checked = plan(load_config(tmp_path / name))
     assert checked.tasks and checked.name == runs
 
 
@@ -164,3 +168,19 @@ def test_socratic_zero_and_its_baseline_differ_only_in_the_treatment():
     assert zero.training["solver"].settings.model_dump(include=same) == base.training["solver"].settings.model_dump(
         include=same)
     assert zero.program.options["rounds"] == base.program.options["rounds"]
+
+
+def test_the_gsm8k_config_runs_from_a_folder_outside_the_project(tmp_path, monkeypatch):
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copy(root / "configs" / "socratic-llm-teacher-gsm8k.yaml", tmp_path / "gsm8k.yaml")
+    monkeypatch.chdir(tmp_path)
+    result = cli.invoke(app, ["run", "gsm8k.yaml", "--quiet", "--set", "run.episodes=2", "--set", "ray.enabled=false",
+                              "--set", f"models.smollm2={{kind: scripted, path: '{SCRIPTED_STUDENT['path']}'}}"])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    replayed = cli.invoke(app, ["replay", str(run_dir), "--json"])
+    first = json.loads(replayed.output.splitlines()[0])
+    assert first["task"]["question"].startswith("Janet")  # GSM8K's first test problem, from the shipped sample

@@ -149,3 +149,11 @@ def test_a_student_seeded_with_a_rows_profile_and_attempt_is_tutored(tmp_path):
     assert student_prompt[0].role == "system" and "Mariana is a 7th grade student" in student_prompt[0].content
     assert student_prompt[2].role == "assistant" and student_prompt[2].content == ROWS[0]["student_incorrect_solution"].strip()
     assert academe("replay", run_dir, "--verify")[0] == 0
+
+
+def test_the_shipped_sample_imports_from_anywhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out = academe("import", "mathdial", "sample:mathdial", "--out", "runs")
+    assert code == 0 and "│ 32 (0 row(s) left out)" in out
+    code, out = academe("import", "mathdial", "sample:nothing", "--out", "runs")
+    assert code == 2 and "no such sample; academe ships sample:gsm8k, sample:mathdial" in out
