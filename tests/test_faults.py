@@ -1,0 +1,79 @@
+"""The fault suite: the driver killed (SIGKILL) at seeded points of a greedy run, once and twice in a
+row; every resume must give the uninterrupted run's transcripts, with no turn lost or doubled."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from academe.simulation.config import RaySection, dump_config
+from academe.simulation.log import read_steps
+from academe.simulation.simulate import resume_run, start_run
+from simulations import config, transcripts
+
+ACADEME = str(Path(sys.executable).with_name("academe"))
+EPISODES = 240
+KILL_POINTS = sorted(random.Random(20261129).sample(range(10, 1000), 6))  # logged steps before the kill
+
+
+def in_process(out_dir):
+    cfg = config(out_dir, episodes=EPISODES, concurrency=16)
+    return cfg.replace(ray=RaySection(enabled=False))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    run_dir, _ = start_run(in_process(tmp_path_factory.mktemp("whole")))
+    return run_dir
+
+
+def logged(out_dir: Path) -> int:
+    return sum(1 for p in out_dir.glob("*/log/live-*.jsonl") for _ in open(p))
+
+
+def kill_when(command: list[str], out_dir: Path, steps: int) -> None:
+    driver = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while logged(out_dir) < steps and time.time() < deadline:
+            assert driver.poll() is None, f"ended before step {steps}: {driver.stderr.read().decode()[-500:]}"
+            time.sleep(0.002)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+
+
+def lost_and_doubled(run_dir: Path, reference: Path) -> tuple[int, int]:
+    steps = Counter((r.episode, r.step) for r in read_steps(run_dir))
+    expected = {(r.episode, r.step) for r in read_steps(reference)}
+    return len(expected - set(steps)), sum(n - 1 for n in steps.values())
+
+
+@pytest.mark.parametrize("kill_at", KILL_POINTS)
+def test_a_driver_killed_at_a_seeded_point_resumes_to_the_same_transcripts(reference, tmp_path, kill_at):
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text(dump_config(in_process(tmp_path / "runs")))
+    kill_when([ACADEME, "run", str(cfg_file), "--quiet"], tmp_path / "runs", kill_at)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert not (run_dir / "summary.json").exists()  # it really was cut short
+    assert resume_run(run_dir)["episodes"] == EPISODES
+    assert lost_and_doubled(run_dir, reference) == (0, 0)
+    assert transcripts(run_dir) == transcripts(reference)
+
+
+def test_a_driver_killed_twice_in_a_row_resumes_to_the_same_transcripts(reference, tmp_path):
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text(dump_config(in_process(tmp_path / "runs")))
+    kill_when([ACADEME, "run", str(cfg_file), "--quiet"], tmp_path / "runs", KILL_POINTS[1])
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    kill_when([ACADEME, "resume", str(run_dir), "--quiet"], tmp_path / "runs", KILL_POINTS[-1])
+    assert not (run_dir / "summary.json").exists()
+    assert resume_run(run_dir)["episodes"] == EPISODES
+    assert lost_and_doubled(run_dir, reference) == (0, 0)
+    assert transcripts(run_dir) == transcripts(reference)
