@@ -107,10 +107,12 @@ def load_task_file(path: str | Path, grader: str = "numeric") -> list[Task]:
 
 
 def _jsonl_rows(path: Path):
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", errors="replace") as f:
         for line, text in enumerate(f, start=1):
             if not text.strip():
                 continue
+            if "\ufffd" in text and "\\ufffd" not in text:
+                raise TaskFileError(f"{path}, line {line}: not UTF-8 text (a task file is JSON Lines)")
             try:
                 yield line, json.loads(text)
             except json.JSONDecodeError as exc:

@@ -213,7 +213,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if not source.is_file():
         raise ConfigError(f"config file {str(source)!r} does not exist")
     try:
-        raw = yaml.safe_load(source.read_text()) or {}
+        raw = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{source}: not a UTF-8 text file (byte {exc.start}): a config is YAML text") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
