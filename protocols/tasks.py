@@ -121,10 +121,18 @@ def _jsonl_rows(path: Path):
 
 def load_hf_dataset(name: str, split: str = "test", config: str | None = "socratic",
                     grader: str = "numeric") -> list[Task]:
-    """GSM8K-format rows from an HF dataset (needs the ``datasets`` package and a network)."""
-    import datasets
-
-    rows = datasets.load_dataset(name, config, split=split)
+    """GSM8K-format rows from an HF dataset (needs the ``datasets`` package and a network, or the
+    data set in the local HF cache)."""
+    try:
+        import datasets
+    except ImportError:
+        raise TaskFileError(f"tasks.source hf ({name!r}) needs the datasets package: pip install datasets") from None
+    try:
+        rows = datasets.load_dataset(name, config, split=split)
+    except (ConnectionError, OSError) as exc:  # no network and nothing cached (datasets raises ConnectionError)
+        raise TaskFileError(f"tasks.source hf: cannot load {name!r} ({type(exc).__name__}: {str(exc)[:200]}); "
+                            "with no network, use a local copy (tasks.source: file, tasks.path: a GSM8K-format "
+                            ".jsonl) or the shipped sample (tasks.path: sample:gsm8k)") from None
     return [parse_gsm8k(row, task_id=f"{name}:{split}:{i}", grader=grader) for i, row in enumerate(rows)]
 
 

@@ -54,6 +54,8 @@ CASES = [
     ("offset past the tasks", "run --set tasks.source=file --set tasks.path=sample:gsm8k --set tasks.offset=999",
      "tasks.offset 999 skips all 64 tasks"),
     ("unknown sample", "run --set tasks.source=file --set tasks.path=sample:math", "no such sample"),
+    ("HF data set with no network", "run --set tasks.source=hf --set tasks.path=openai/gsm8k",
+     "cannot load 'openai/gsm8k'"),
     ("negative temperature", "run --set agents.student.sampling.temperature=-1", "temperature"),
     ("zero new tokens", "run --set agents.student.sampling.max_new_tokens=0", "max_new_tokens"),
     ("training a role its model does not play",
@@ -102,6 +104,7 @@ def test_a_bad_input_gets_a_clear_error_and_leaves_nothing_behind(scratch, tmp_p
                                                                   expected):
     d, run = scratch
     monkeypatch.chdir(tmp_path)  # a run that wrongly started would make its folder here
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # this machine has no network: fail at once, not after retries
     args = [a.format(d=d, run=run) for a in shlex.split(command)]
     if args[0] == "run":
         ray = [] if "--address" in args else QUIET[1:]  # an address is checked where Ray is used
