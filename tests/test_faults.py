@@ -77,3 +77,31 @@ def test_a_driver_killed_twice_in_a_row_resumes_to_the_same_transcripts(referenc
     assert resume_run(run_dir)["episodes"] == EPISODES
     assert lost_and_doubled(run_dir, reference) == (0, 0)
     assert transcripts(run_dir) == transcripts(reference)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB tmpfs for the run folders (root and mount needed; skipped where the machine forbids it)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root and mount rights)")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_full_disk_stops_the_run_keeps_what_was_logged_and_resume_finishes_it(reference, small_disk):
+    cfg_file = small_disk.parent / "run.yaml"
+    cfg_file.write_text(dump_config(in_process(small_disk / "runs")))
+    run = subprocess.run([ACADEME, "run", str(cfg_file), "--quiet"], capture_output=True, text=True, timeout=300)
+    said = " ".join(run.stdout.split())
+    assert run.returncode == 2 and "No space left on device" in said and "free disk space, then: academe resume" in said
+    (run_dir,) = (small_disk / "runs").iterdir()
+    assert not (run_dir / "summary.json").exists()
+    kept = len(list(read_steps(run_dir)))
+    assert kept > 0
+    subprocess.run(["mount", "-o", "remount,size=256m", str(small_disk)], check=True)  # space freed
+    assert resume_run(run_dir)["episodes"] == EPISODES
+    assert lost_and_doubled(run_dir, reference) == (0, 0)
+    assert transcripts(run_dir) == transcripts(reference)
