@@ -19,14 +19,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import TypeAdapter
 
 from academe.agents.records import ChatMessage
-from academe.simulation.records import LOG_FORMAT, StepRecord
+from academe.simulation.log_encoding import Memory, decode, encode
+from academe.simulation.records import LOG_FORMAT, READABLE_FORMATS, StepRecord
 
 STEP_KEYS = ("run", "episode", "step", "round", "protocol", "phase", "next_phase", "time")  # + the record as JSON
 MESSAGE_SCHEMA = pa.schema([
@@ -60,7 +61,8 @@ class DialogueLog:
         self.folder.mkdir(parents=True, exist_ok=True)
         if not (self.folder / FORMAT_FILE).exists() and not any(self.folder.iterdir()):
             (self.folder / FORMAT_FILE).write_text(json.dumps({"format": LOG_FORMAT}))
-        check_format(self.folder)
+        self.patching = check_format(self.folder) >= 3  # a format-2 log goes on holding whole states
+        self._memories: dict[int, Memory] = {}  # per in-flight episode: what its last written step said
         self.segment_rows = segment_rows
         self._recover()
         self.segment = self._next_segment_number()
@@ -75,7 +77,7 @@ class DialogueLog:
             return
         if self._file is None:
             self._file = open(self._live_path(self.segment), "a", encoding="utf-8")
-        lines = [r.model_dump_json() for r in records]
+        lines = [self._line(r) for r in records]
         self._file.write("".join(line + "\n" for line in lines))
         self._file.flush()
         os.fsync(self._file.fileno())
@@ -83,6 +85,14 @@ class DialogueLog:
         self._lines.extend(lines)
         if len(self._lines) >= self.segment_rows:
             self._compact_live()
+
+    def _line(self, record: StepRecord) -> str:
+        """The record as one JSON line, written as changes to the episode's previous step where
+        this log object wrote that step (``log_encoding``); a format-2 log keeps whole records."""
+        if not self.patching:
+            return record.model_dump_json()
+        return json.dumps(encode(record.model_dump(mode="json"), self._memories), ensure_ascii=False,
+                          separators=(",", ":"))
 
     def close(self) -> None:
         """Compact the live segment; the log is then all Parquet."""
@@ -120,23 +130,23 @@ class DialogueLog:
                 live.unlink()  # the Parquet copy was complete (written under a temp name, renamed)
                 continue
             drop_torn_tail(live)
-            with open(live, encoding="utf-8", errors="replace") as f:
-                lines = [line.rstrip("\n") for line in f]
-            records = [record for i, line in enumerate(lines, 1)
-                       for record in _parsed(line, f"{live} line {i}", None)]  # LogDamaged names a bad line
-            write_segment(records, lines, self.folder, n)
+            lines = list(_jsonl_lines(live))
+            records = list(decoded(lines, None, compacted_memories(self.folder)))  # LogDamaged names a bad line
+            write_segment(records, [line.rstrip("\n") for line, _ in lines], self.folder, n)
             live.unlink()
 
 
-def check_format(folder: Path) -> None:
-    """Refuse a log written in another record format (an older academe's run folder)."""
+def check_format(folder: Path) -> int:
+    """The log's record format; a format this academe cannot read (an older run folder) is refused."""
     marker = folder / FORMAT_FILE
     written = json.loads(marker.read_text()).get("format") if marker.is_file() else 1
-    if written != LOG_FORMAT:
+    if written not in READABLE_FORMATS:
         raise LogFormatError(
-            f"{folder.parent} holds a log in record format {written}; this academe reads format {LOG_FORMAT}. "
+            f"{folder.parent} holds a log in record format {written}; this academe reads formats "
+            f"{' and '.join(map(str, READABLE_FORMATS))}. "
             "Read it with the academe version that wrote it, or run the config again "
             f"(its config is {folder.parent / 'config.yaml'})")
+    return written
 
 
 def drop_torn_tail(path: Path) -> None:
@@ -193,21 +203,26 @@ def messages_table(records: list[StepRecord]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=MESSAGE_SCHEMA)
 
 
-def _read_jsonl(path: Path, damaged: list[str] | None = None) -> Iterator[StepRecord]:
+def _jsonl_lines(path: Path) -> Iterator[tuple[str, str]]:
+    """A live segment's whole lines (a torn last one is not yet a record), each with where it is."""
     with open(path, encoding="utf-8", errors="replace") as f:
         for number, line in enumerate(f, 1):
             if line.endswith("\n"):
-                yield from _parsed(line, f"{path} line {number}", damaged)
+                yield line, f"{path} line {number}"
 
 
-def _parsed(line: str, where: str, damaged: list[str] | None) -> Iterator[StepRecord]:
-    """One record, or (when ``damaged`` collects them) a note naming where a bad one was."""
-    try:
-        yield StepRecord.model_validate_json(line)
-    except ValueError as exc:
-        if damaged is None:
-            raise LogDamaged(f"{where} is not a step record: {str(exc).splitlines()[0]}") from None
-        damaged.append(f"{where}: not a step record ({str(exc).splitlines()[0]})")
+def decoded(lines: Iterable[tuple[str, str]], damaged: list[str] | None,
+            memories: dict[int, Memory] | None = None) -> Iterator[StepRecord]:
+    """Step records from log lines in write order, each whole again; a line that is not a record
+    (or depends on one that is missing) raises ``LogDamaged``, or is noted in ``damaged``."""
+    memories = {} if memories is None else memories
+    for line, where in lines:
+        try:
+            yield StepRecord.model_validate(decode(json.loads(line), memories))
+        except (ValueError, KeyError, TypeError) as exc:
+            if damaged is None:
+                raise LogDamaged(f"{where} is not a step record: {str(exc).splitlines()[0]}") from None
+            damaged.append(f"{where}: not a step record ({str(exc).splitlines()[0]})")
 
 
 def _log_folder(run_dir: str | Path) -> Path:
@@ -221,25 +236,42 @@ def _log_folder(run_dir: str | Path) -> Path:
 
 def read_steps(run_dir: str | Path, episodes: range | None = None,
                damaged: list[str] | None = None) -> Iterator[StepRecord]:
-    """Step records of a run (of the episodes in ``episodes`` only, if given), in write order.
+    """Step records of a run (of the episodes in ``episodes`` only, if given), in write order, each
+    whole (its state, its turns' prompts).
 
     A damaged log (a cut segment, a garbage line) raises ``LogDamaged`` naming the file and line;
     pass a list as ``damaged`` to read what is whole instead and collect those notes in it.
     """
+    yield from decoded(_logged_lines(run_dir, episodes, damaged), damaged)
+
+
+def _logged_lines(run_dir: str | Path, episodes: range | None, damaged: list[str] | None):
+    """The log's lines as written, in write order, each with where it is."""
     folder = _log_folder(run_dir)
     where = None if episodes is None else [("episode", ">=", episodes.start), ("episode", "<", episodes.stop)]
     for path in sorted(folder.glob("steps-*.parquet")):
-        try:
-            lines = pq.read_table(path, columns=["record"], filters=where).column("record").to_pylist()
-        except (OSError, pa.ArrowException) as exc:
-            if damaged is None:
-                raise LogDamaged(f"{path} cannot be read: {exc}") from None
-            damaged.append(f"{path}: cannot be read ({exc}); its steps are left out")
-            continue
-        for row, line in enumerate(lines):
-            yield from _parsed(line, f"{path} row {row}", damaged)
+        yield from _segment_lines(path, where, damaged)
     for live in sorted(folder.glob("live-*.jsonl")):
-        yield from (r for r in _read_jsonl(live, damaged) if episodes is None or r.episode in episodes)
+        yield from ((line, at) for line, at in _jsonl_lines(live)
+                    if episodes is None or _episode_of(line) in episodes)
+
+
+def _segment_lines(path: Path, where, damaged: list[str] | None) -> Iterator[tuple[str, str]]:
+    try:
+        lines = pq.read_table(path, columns=["record"], filters=where).column("record").to_pylist()
+    except (OSError, pa.ArrowException) as exc:
+        if damaged is None:
+            raise LogDamaged(f"{path} cannot be read: {exc}") from None
+        damaged.append(f"{path}: cannot be read ({exc}); its steps are left out")
+        return
+    yield from ((line, f"{path} row {row}") for row, line in enumerate(lines))
+
+
+def _episode_of(line: str) -> int | None:
+    try:
+        return json.loads(line).get("episode")
+    except ValueError:
+        return None  # not a record: decoding it reports it
 
 
 def read_messages(run_dir: str | Path) -> pa.Table:
@@ -252,7 +284,23 @@ def read_messages(run_dir: str | Path) -> pa.Table:
     """
     folder = _log_folder(run_dir)
     tables = [pq.read_table(p, schema=MESSAGE_SCHEMA) for p in sorted(folder.glob("messages-*.parquet"))]
-    live = [r for p in sorted(folder.glob("live-*.jsonl")) for r in _read_jsonl(p)]
+    live = list(_live_records(folder))
     if live:
         tables.append(messages_table(live))
     return pa.concat_tables(tables) if tables else MESSAGE_SCHEMA.empty_table()
+
+
+def compacted_memories(folder: Path) -> dict[int, Memory]:
+    """What the compacted segments say of each unfinished episode: a live segment's lines may be
+    written as changes to them."""
+    memories: dict[int, Memory] = {}
+    for path in sorted(folder.glob("steps-*.parquet")):
+        for _ in decoded(_segment_lines(path, None, None), None, memories):
+            pass
+    return memories
+
+
+def _live_records(folder: Path) -> Iterator[StepRecord]:
+    """The records of the live segments, decoded against everything compacted before them."""
+    lines = (line for p in sorted(folder.glob("live-*.jsonl")) for line in _jsonl_lines(p))
+    yield from decoded(lines, None, compacted_memories(folder))

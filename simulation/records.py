@@ -15,7 +15,8 @@ from pydantic import Field
 from academe.agents.records import ChatMessage, Prompt, Record, Reply
 from academe.protocols.engine import Answer, Outcome, Protocol
 
-LOG_FORMAT = 2  # the version of these records on disk; older run folders are refused with a message
+LOG_FORMAT = 3  # the version of these records on disk; older run folders are refused with a message
+READABLE_FORMATS = (2, 3)  # 2: every record holds its whole state; 3: a record may hold a patch instead
 
 
 class AskRecord(Record):
@@ -44,6 +45,8 @@ class StepRecord(Record):
     """One episode step: the turns it consumed, the state it led to, then its asks or its outcome.
 
     ``state`` is the protocol's state record; read back it is a dict (``episode_state`` parses it).
+    On disk a record may hold ``patch`` instead: the state's changes since the episode's previous
+    step (so a dialogue of n turns costs O(n) bytes, not O(n^2)); reading puts the whole state back.
     ``phase`` is the phase whose answers the step consumed (``<start>`` for an episode's first).
     """
 
@@ -54,7 +57,8 @@ class StepRecord(Record):
     protocol: str
     phase: str
     turns: tuple[TurnRecord, ...] = ()
-    state: Any
+    state: Any = None
+    patch: dict[str, Any] | None = None
     notes: dict[str, str] = Field(default_factory=dict)
     time: float
     next_phase: str | None = None

@@ -58,3 +58,12 @@ def rambler(prompt: Prompt) -> str:
 def markup_student(prompt: Prompt) -> str:
     """Replies with markup and a script around its guess: a page showing dialogues must show them as text."""
     return "<script>alert(1)</script><b>x</b> <!--<script> " + guessing_student(prompt)
+
+
+def never_right(prompt: Prompt) -> str:
+    """A student who never gets there: dialogues run to their last turn."""
+    return "I think the answer is 12345."
+
+
+def always_probing(prompt: Prompt) -> str:
+    return "(probing) Check your numbers and try again."

@@ -124,7 +124,7 @@ def test_a_run_folder_of_an_older_log_format_is_refused_with_a_message(tmp_path)
     (run_dir / "log" / "live-00000.jsonl").write_text('{"run": "old", "episode": 0, "step": 0, "turns": []}\n')
     replayed = cli.invoke(app, ["replay", str(run_dir)])
     assert replayed.exit_code == 2
-    assert "holds a log in record format 1; this academe reads format 2" in " ".join(replayed.output.split())
+    assert "holds a log in record format 1; this academe reads formats 2 and 3" in " ".join(replayed.output.split())
 
 
 def test_program_configs_are_checked_before_anything_starts(tmp_path):
