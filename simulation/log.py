@@ -24,6 +24,7 @@ from typing import Iterable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import TypeAdapter
+from pydantic_core import to_json
 
 from academe.agents.records import ChatMessage
 from academe.simulation.log_encoding import Memory, decode, encode
@@ -91,8 +92,7 @@ class DialogueLog:
         this log object wrote that step (``log_encoding``); a format-2 log keeps whole records."""
         if not self.patching:
             return record.model_dump_json()
-        return json.dumps(encode(record.model_dump(mode="json"), self._memories), ensure_ascii=False,
-                          separators=(",", ":"))
+        return to_json(encode(record.model_dump(mode="json"), self._memories)).decode()
 
     def close(self) -> None:
         """Compact the live segment; the log is then all Parquet."""
