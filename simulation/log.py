@@ -2,13 +2,15 @@
 
 Layout of ``RUN_DIR/log``:
 - ``live-NNNNN.jsonl``: the segment being written; each line is one episode step (the turns it
-  consumed, the new state, the prompts it asked next or the outcome), flushed and fsynced per batch.
-  A line is the unit of atomicity: a torn last line (a killed driver) is dropped on reopen.
+  consumed, the new state, the prompts it asked next or the outcome), flushed and fsynced per batch,
+  written as the changes since the episode's previous line (``log_encoding``); every reader gets
+  whole records. A line is the unit of atomicity: a torn last line (a killed driver) is dropped on
+  reopen.
 - ``steps-NNNNN.parquet`` and ``messages-NNNNN.parquet``: a finished segment, compacted. The
   steps table is what resume reads; the messages table (one row per turn) is what users read.
 
-``format.json`` names the version of the records (``simulation/records.py``); a log of another
-version is refused with a message instead of being misread.
+``format.json`` names the version of the records (``simulation/records.py``); a log of a version
+this academe cannot read is refused with a message instead of being misread.
 
 ``read_messages(run_dir)`` returns every turn as a pyarrow Table (``.to_pandas()``, HF
 ``datasets.Dataset(table)`` and ``ray.data.from_arrow`` all take it).

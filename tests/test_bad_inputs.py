@@ -5,7 +5,6 @@ as Markdown (docs/bad-inputs.md is made so)."""
 import os
 import re
 import shlex
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
