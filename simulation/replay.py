@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import textwrap
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Literal
 
@@ -129,7 +129,7 @@ class Filters:
             turns = [t for t in view.turns if self.turn_matches(t)]
             if not turns:
                 return None
-            view = EpisodeView(**{**view.__dict__, "turns": turns})
+            view = replace(view, turns=turns)
         return view
 
 

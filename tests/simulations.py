@@ -2,6 +2,9 @@
 
 import json
 
+from typer.testing import CliRunner
+
+from academe.simulation.cli import app
 from academe.simulation.config import parse_config
 from academe.simulation.log import read_steps
 
@@ -106,3 +109,9 @@ def lbt_config(out_dir, model, rounds=1):
                                  "settings": {"steps": 2, "batch_size": 4, "lr": 0.01, "max_seq_len": 256}}},
         "evaluation": {"count": 4},
     })
+
+
+def academe(*args):
+    """``academe ARGS`` in this process: the exit code and the output, whitespace folded."""
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result.exit_code, " ".join(result.output.split())

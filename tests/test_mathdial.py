@@ -5,24 +5,17 @@ import json
 from collections import Counter
 
 import pytest
-from typer.testing import CliRunner
 
 from academe.protocols.mathdial import read_mathdial
-from academe.simulation.cli import app
 from academe.simulation.config import parse_config
 from academe.simulation.log import read_steps
 from academe.simulation.mathdial import import_mathdial
 from academe.simulation.replay import load_views
 from academe.simulation.simulate import start_run
+from simulations import academe
 from tests_paths import MATHDIAL
 
-cli = CliRunner()
 ROWS = [json.loads(line) for line in MATHDIAL.read_text().splitlines()]
-
-
-def academe(*args):
-    result = cli.invoke(app, [str(a) for a in args])
-    return result.exit_code, " ".join(result.output.split())
 
 
 @pytest.fixture(scope="module")

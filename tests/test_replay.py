@@ -12,16 +12,11 @@ from academe.simulation.fork import ForkPoint, make_fork
 from academe.simulation.lineage import read_lineage
 from academe.simulation.log import read_steps
 from academe.simulation.simulate import resume_run
-from simulations import SCRIPTED_STUDENT, transcripts
+from simulations import SCRIPTED_STUDENT, academe, transcripts
 
 cli = CliRunner()
 socratic_module = importlib.import_module("academe.protocols.socratic")
 KNOWING = {"kind": "scripted", "path": "academe.protocols.oracles:reference_answerer", "num_cpus": 0}
-
-
-def academe(*args):
-    result = cli.invoke(app, [str(a) for a in args])
-    return result.exit_code, " ".join(result.output.split())
 
 
 @pytest.fixture(scope="module")

@@ -3,18 +3,9 @@
 import json
 
 import pytest
-from typer.testing import CliRunner
 
-from academe.simulation.cli import app
 from academe.simulation.run_folder import locked
-from simulations import SCRIPTED_STUDENT
-
-cli = CliRunner()
-
-
-def academe(*args):
-    result = cli.invoke(app, [str(a) for a in args])
-    return result.exit_code, " ".join(result.output.split())
+from simulations import SCRIPTED_STUDENT, academe
 
 
 @pytest.fixture
