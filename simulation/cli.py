@@ -249,7 +249,7 @@ def replay(run_dir: Path = typer.Argument(..., help="a run folder"),
     damaged: list[str] = []
     try:
         views = load_views(run_dir, filters, damaged)
-    except (FileNotFoundError, KeyError, LogFormatError) as exc:
+    except (FileNotFoundError, KeyError, LogFormatError, LogDamaged) as exc:
         _fail(str(exc).strip("'\""))
     shown = views[offset: None if limit is None else offset + limit]
     if as_json:
@@ -300,7 +300,7 @@ def fork(run_dir: Path = typer.Argument(..., help="the parent run folder"),
     try:
         points = fork_points(episodes_of(run_dir), list(episode), which, at, before)
         fork_dir = make_fork(run_dir, points, substitutions, with_, stop_after, name)
-    except (FileNotFoundError, ForkError, ConfigError, LogFormatError) as exc:
+    except (FileNotFoundError, ForkError, ConfigError, LogFormatError, LogDamaged) as exc:
         _fail(str(exc))
     console.print(f"forked {len(points)} episode(s) of {run_dir} into {fork_dir}")
     summary = _guarded(lambda: _live_run(lambda on_progress: resume_run(fork_dir, on_progress), quiet), fork_dir)
@@ -319,7 +319,7 @@ def compare(run_a: Path = typer.Argument(..., help="a run folder"), run_b: Path 
 
     try:
         result = compare_runs(run_a, run_b)
-    except (FileNotFoundError, ValueError, LogFormatError) as exc:
+    except (FileNotFoundError, ValueError, LogFormatError, LogDamaged) as exc:
         _fail(str(exc))
     if as_json:
         print(json.dumps(result, indent=2))
@@ -351,7 +351,7 @@ def export_html(run_dir: Path = typer.Argument(..., help="a run folder"),
 
     try:
         page = write_page(run_dir, out)
-    except (FileNotFoundError, LogFormatError) as exc:
+    except (FileNotFoundError, LogFormatError, LogDamaged) as exc:
         _fail(str(exc))
     console.print(f"wrote {page}")
 
@@ -364,7 +364,7 @@ def export_pairs(fork_dir: Path = typer.Argument(..., help="a fork's run folder"
 
     try:
         rows = turn_pairs(fork_dir)
-    except (FileNotFoundError, LogFormatError) as exc:
+    except (FileNotFoundError, LogFormatError, LogDamaged) as exc:
         _fail(str(exc))
     if not rows:
         _fail(f"{fork_dir} has no turn beside a parent's: is it a fork whose parent folder is still there?")
@@ -410,7 +410,7 @@ def _verify(run_dir: Path) -> None:
 
     try:
         result = verify_run(run_dir)
-    except (FileNotFoundError, ConfigError, LogFormatError) as exc:
+    except (FileNotFoundError, ConfigError, LogFormatError, LogDamaged) as exc:
         _fail(str(exc))
     for note in result.skipped:
         console.print(f"[yellow]not verified:[/] {escape(note)}", soft_wrap=True)

@@ -125,3 +125,18 @@ def test_a_bad_input_gets_a_clear_error_and_leaves_nothing_behind(scratch, tmp_p
 
 def test_the_table_has_forty_cases_or_more():
     assert len(CASES) >= 40 and len({c[0] for c in CASES}) == len(CASES)
+
+
+def test_commands_that_read_a_damaged_log_name_the_damage(scratch, tmp_path):
+    import shutil
+
+    _, run = scratch
+    damaged = tmp_path / "damaged"
+    shutil.copytree(run, damaged)
+    (damaged / "log" / "live-00099.jsonl").write_text("garbage\n")
+    for command in (["fork", damaged, "--episode", "0", "--at", "0"], ["compare", damaged, damaged],
+                    ["export", "pairs", damaged], ["replay", damaged, "--verify"]):
+        result = CliRunner().invoke(app, [str(a) for a in command])
+        output = " ".join(result.output.split())
+        assert result.exit_code in (1, 2) and "live-00099.jsonl line 1" in output, (command, output)
+        assert result.exception is None or isinstance(result.exception, SystemExit), command
