@@ -13,8 +13,15 @@ import asyncio
 import os
 from typing import Sequence
 
+from pydantic import TypeAdapter
+
 from academe.agents.backends.base import ModelSpec, load_backend
 from academe.agents.records import Prompt, Reply
+
+# Batches cross to a model actor as JSON bytes, encoded and parsed by pydantic-core (Rust): Ray
+# would otherwise pickle every record field by field, which cost more than the scripted agents.
+PROMPTS = TypeAdapter(list[Prompt])
+REPLIES = TypeAdapter(list[Reply])
 
 
 def to_wire(state: dict) -> dict:
@@ -69,6 +76,10 @@ class ModelServer:
 
     def generate(self, prompts: Sequence[Prompt]) -> list[Reply]:
         return self.backend.generate(prompts)
+
+    def generate_json(self, prompts: bytes) -> bytes:
+        """``generate`` with the batch and its replies as JSON (what a Ray call sends)."""
+        return REPLIES.dump_json(self.backend.generate(PROMPTS.validate_json(prompts)))
 
     def version(self) -> int:
         return self.backend.version
@@ -126,7 +137,7 @@ class ModelPool:
         """Answer a batch on the named model; awaitable with or without Ray."""
         server = self.server(model)
         if self.use_ray:
-            return await server.generate.remote(list(prompts))
+            return REPLIES.validate_json(await server.generate_json.remote(PROMPTS.dump_json(list(prompts))))
         return await asyncio.to_thread(server.generate, list(prompts))
 
     def call(self, model: str, method: str, *args):

@@ -70,8 +70,7 @@ class DialogueLog:
         self._recover()
         self.segment = self._next_segment_number()
         self._file = None
-        self._records: list[StepRecord] = []  # the live segment, kept to compact it without re-reading
-        self._lines: list[str] = []
+        self._segment = Segment()  # the live segment's tables, to compact it without re-reading
 
     # -- writing --
     def append(self, records: list[StepRecord]) -> None:
@@ -84,9 +83,9 @@ class DialogueLog:
         self._file.write("".join(line + "\n" for line in lines))
         self._file.flush()
         os.fsync(self._file.fileno())
-        self._records.extend(records)
-        self._lines.extend(lines)
-        if len(self._lines) >= self.segment_rows:
+        for record, line in zip(records, lines):
+            self._segment.add(record, line)
+        if len(self._segment) >= self.segment_rows:
             self._compact_live()
 
     def _line(self, record: StepRecord) -> str:
@@ -106,10 +105,10 @@ class DialogueLog:
             self._file = None
         live = self._live_path(self.segment)
         if live.exists():
-            write_segment(self._records, self._lines, self.folder, self.segment)
+            self._segment.write(self.folder, self.segment)
             live.unlink()
         self.segment += 1
-        self._records, self._lines = [], []
+        self._segment = Segment()
 
     # -- reading --
     def steps(self) -> Iterator[StepRecord]:
@@ -134,7 +133,7 @@ class DialogueLog:
             drop_torn_tail(live)
             lines = list(_jsonl_lines(live))
             records = list(decoded(lines, None, compacted_memories(self.folder)))  # LogDamaged names a bad line
-            write_segment(records, [line.rstrip("\n") for line, _ in lines], self.folder, n)
+            segment_of(records, [line.rstrip("\n") for line, _ in lines]).write(self.folder, n)
             live.unlink()
 
 
@@ -161,11 +160,59 @@ def drop_torn_tail(path: Path) -> None:
             os.fsync(f.fileno())
 
 
-def write_segment(records: list[StepRecord], lines: list[str], folder: Path, n: int) -> None:
-    """A finished segment as steps/messages Parquet files, each written under a temp name and renamed."""
-    if records:
-        _write_atomic(steps_table(records, lines), folder / f"steps-{n:05d}.parquet")
-        _write_atomic(messages_table(records), folder / f"messages-{n:05d}.parquet")
+class Segment:
+    """A segment's two tables, filled column by column as its records are written. Columns of
+    plain values, not the records themselves: with 10,000 episodes in flight the records of a
+    segment would be millions of objects for the memory and the garbage collector to carry."""
+
+    def __init__(self):
+        self.steps: dict[str, list] = {c: [] for c in (*STEP_KEYS, "record")}
+        self.messages: dict[str, list] = {c: [] for c in MESSAGE_SCHEMA.names}
+
+    def __len__(self) -> int:
+        return len(self.steps["record"])
+
+    def add(self, record: StepRecord, line: str) -> None:
+        for c in STEP_KEYS:
+            self.steps[c].append(getattr(record, c))
+        self.steps["record"].append(line)
+        self.add_turns(record)
+
+    def add_turns(self, record: StepRecord) -> None:
+        """The record's turns as rows of the messages table."""
+        if not record.turns:
+            return
+        notes, m = json.dumps(record.notes), self.messages
+        for turn in record.turns:
+            prompt, reply, sampling = turn.prompt, turn.reply, turn.prompt.sampling
+            for column, value in (
+                ("run", record.run), ("episode", record.episode), ("step", record.step), ("round", record.round),
+                ("protocol", record.protocol), ("phase", record.phase), ("ask", turn.index), ("role", turn.role),
+                ("seat", turn.seat), ("agent", turn.agent), ("model", reply.model),
+                ("model_version", reply.model_version), ("messages", MESSAGES.dump_json(prompt.messages).decode()),
+                ("asked", MESSAGES.dump_json(turn.asked).decode()), ("temperature", sampling.temperature),
+                ("top_p", sampling.top_p), ("max_new_tokens", sampling.max_new_tokens), ("seed", prompt.seed),
+                ("reply", reply.text), ("prompt_tokens", reply.prompt_tokens),
+                ("completion_tokens", reply.completion_tokens), ("finish_reason", reply.finish_reason),
+                ("error", reply.error), ("latency_s", reply.latency_s), ("started", turn.started),
+                ("ended", turn.ended), ("notes", notes)):
+                m[column].append(value)
+
+    def messages_table(self) -> pa.Table:
+        return pa.table(self.messages, schema=MESSAGE_SCHEMA)
+
+    def write(self, folder: Path, n: int) -> None:
+        """As steps/messages Parquet files, each written under a temp name and renamed."""
+        if len(self):
+            _write_atomic(pa.table(self.steps), folder / f"steps-{n:05d}.parquet")
+            _write_atomic(self.messages_table(), folder / f"messages-{n:05d}.parquet")
+
+
+def segment_of(records: Iterable[StepRecord], lines: Iterable[str]) -> Segment:
+    segment = Segment()
+    for record, line in zip(records, lines):
+        segment.add(record, line)
+    return segment
 
 
 def _write_atomic(table: pa.Table, path: Path) -> None:
@@ -174,35 +221,6 @@ def _write_atomic(table: pa.Table, path: Path) -> None:
     with open(partial, "rb") as f:
         os.fsync(f.fileno())
     partial.rename(path)
-
-
-def steps_table(records: list[StepRecord], lines: list[str]) -> pa.Table:
-    """Key columns for filtering, and each record whole, as the JSON line it was logged as."""
-    columns = {c: [getattr(r, c) for r in records] for c in STEP_KEYS}
-    columns["record"] = lines
-    return pa.table(columns)
-
-
-def message_rows(record: StepRecord) -> Iterator[dict]:
-    notes = json.dumps(record.notes)
-    for turn in record.turns:
-        prompt, reply, sampling = turn.prompt, turn.reply, turn.prompt.sampling
-        yield {
-            "run": record.run, "episode": record.episode, "step": record.step, "round": record.round,
-            "protocol": record.protocol, "phase": record.phase, "ask": turn.index, "role": turn.role,
-            "seat": turn.seat, "agent": turn.agent, "model": reply.model, "model_version": reply.model_version,
-            "messages": MESSAGES.dump_json(prompt.messages).decode(), "asked": MESSAGES.dump_json(turn.asked).decode(),
-            "temperature": sampling.temperature, "top_p": sampling.top_p, "max_new_tokens": sampling.max_new_tokens,
-            "seed": prompt.seed, "reply": reply.text, "prompt_tokens": reply.prompt_tokens,
-            "completion_tokens": reply.completion_tokens, "finish_reason": reply.finish_reason,
-            "error": reply.error, "latency_s": reply.latency_s, "started": turn.started,
-            "ended": turn.ended, "notes": notes,
-        }
-
-
-def messages_table(records: list[StepRecord]) -> pa.Table:
-    rows = [row for record in records for row in message_rows(record)]
-    return pa.Table.from_pylist(rows, schema=MESSAGE_SCHEMA)
 
 
 def _jsonl_lines(path: Path) -> Iterator[tuple[str, str]]:
@@ -286,9 +304,11 @@ def read_messages(run_dir: str | Path) -> pa.Table:
     """
     folder = _log_folder(run_dir)
     tables = [pq.read_table(p, schema=MESSAGE_SCHEMA) for p in sorted(folder.glob("messages-*.parquet"))]
-    live = list(_live_records(folder))
-    if live:
-        tables.append(messages_table(live))
+    live = Segment()
+    for record in _live_records(folder):
+        live.add_turns(record)
+    if live.messages["run"]:
+        tables.append(live.messages_table())
     return pa.concat_tables(tables) if tables else MESSAGE_SCHEMA.empty_table()
 
 

@@ -24,6 +24,7 @@ from academe.agents.agent import AgentSpec
 from academe.agents.records import Prompt, Reply, Task
 from academe.protocols.engine import START, Done, EpisodeState, Next, Options, Outcome, Protocol, Step
 from academe.simulation.actors import ModelPool
+from academe.simulation.gc_pacing import paced_gc
 from academe.simulation.log import DialogueLog, read_steps
 from academe.simulation.records import AskRecord, StepRecord, TurnRecord
 
@@ -126,7 +127,8 @@ class Runner:
         """Run every episode of ``batch``, continuing ``restored`` ones and skipping ``finished``
         ones; returns every episode's outcome."""
         batch.protocol.check_bindings({role: [a.name for a in agents] for role, agents in batch.cast.items()})
-        return asyncio.run(self._run(batch, dict(restored or {}), dict(finished or {}), list(hooks)))
+        with paced_gc() as self.gc:
+            return asyncio.run(self._run(batch, dict(restored or {}), dict(finished or {}), list(hooks)))
 
     # ---- the loop ----
     async def _run(self, batch: Batch, restored: dict[int, Episode], finished: dict[int, Outcome], hooks: list):
@@ -173,6 +175,7 @@ class Runner:
             records.append(self._advance(episode_id, START, -1, (), begin_step(self.batch, task)))
         self.log.append(records)
         self._dispatch_pending()
+        self.gc.tick()
 
     async def _serve(self, model: str) -> None:
         try:

@@ -65,3 +65,28 @@ def test_a_dead_actor_gets_its_batch_again_and_no_turn_is_duplicated(ray_local, 
     assert max(steps.values()) == 1
     frame = read_messages(run_dir).to_pandas()
     assert len(frame) == summary["messages_this_session"]
+
+
+def test_paced_collection_frees_cycles_once_the_heap_has_grown_and_restores_the_collector():
+    import gc
+    import weakref
+
+    from academe.simulation.gc_pacing import paced_gc
+
+    class Node:
+        pass
+
+    assert gc.isenabled()
+    with paced_gc() as pacer:
+        assert not gc.isenabled()
+        first = Node()
+        first.self = first  # a cycle: only the collector frees it
+        alive = weakref.ref(first)
+        del first
+        pacer.tick()  # few objects made since the last collection: nothing is scanned yet
+        assert alive() is not None
+        keep = [[] for _ in range(pacer.allowance + 1)]  # the heap grows past what survived
+        pacer.tick()
+        assert alive() is None
+        del keep
+    assert gc.isenabled()
