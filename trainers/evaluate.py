@@ -24,7 +24,7 @@ def opening_prompts(protocol: Protocol, options: Options, agent: AgentSpec, task
         if opener is None or (check_role and opener != agent.role):
             raise ValueError(f"protocol {protocol.name!r} does not open with the {agent.role!r} role; "
                              "held-out evaluation asks the opening question of that role")
-        prompts.append(greedy.prompt(first.asks[0].messages, seed=0, task=task))
+        prompts.append(greedy.prompt(first.asks[0].messages, seed=0, task=task.base()))
     return prompts
 
 
