@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -79,18 +81,39 @@ def ray_session(config: SimulationConfig):
     if not config.ray.enabled:
         yield
         return
-    import ray
-
-    if ray.is_initialized():
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
         yield
         return
     check_reachable(config.ray.address)
+    if starts_local_ray(config.ray.address):
+        loopback_only()  # before ray is imported: it reads the setting then
+    import ray
+
     ray.init(address=config.ray.address, num_cpus=config.ray.num_cpus if not config.ray.address else None,
              include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         yield
     finally:
         ray.shutdown()
+
+
+LOOPBACK_SETTING = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray takes loopback as this node's address
+
+
+def starts_local_ray(address: str | None) -> bool:
+    return address in (None, "local") and not os.environ.get("RAY_ADDRESS")
+
+
+def loopback_only() -> None:
+    """A Ray started here serves this process only: its node address is loopback, so its GCS,
+    raylet and workers listen on 127.0.0.1 instead of every interface (token auth stays on). Ray
+    reads this setting when it is first imported; a process that imported ray before (a notebook,
+    say) keeps Ray's default, and is told so."""
+    if "ray" in sys.modules and os.environ.get(LOOPBACK_SETTING) != "0":
+        print(f"note: ray was imported before academe started it, so the local Ray listens on every interface; "
+              f"set {LOOPBACK_SETTING}=0 before importing ray to keep it on loopback", file=sys.stderr)
+        return
+    os.environ.setdefault(LOOPBACK_SETTING, "0")
 
 
 def check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
