@@ -15,6 +15,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Column, Table
 
+from academe.agents.redaction import redact
 from academe.protocols import PROGRAMS, PROTOCOLS, ProtocolError, get_program, get_protocol
 from academe.protocols.program import Program
 from academe.simulation.config import ConfigError, load_config
@@ -23,7 +24,7 @@ from academe.simulation.program_runner import ProgramDiverged
 from academe.simulation.run_folder import RunInUse
 from academe.simulation.runner import Progress
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(pretty_exceptions_show_locals=False, add_completion=False, no_args_is_help=True,
                   help="academe: LLM agents that teach, question and learn from each other, on Ray.")
 protocols_app = typer.Typer(help="List interaction protocols and round-level programs, or show one.",
                             invoke_without_command=True)
@@ -169,7 +170,7 @@ def _exit_if_all_failed(summary: dict) -> None:
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
+    console.print(f"[red]error:[/] {escape(redact(message))}", soft_wrap=True)
     raise typer.Exit(2)
 
 

@@ -11,6 +11,7 @@ from pydantic import Discriminator, Field, Tag, ValidationError, model_validator
 from academe.agents.agent import AgentSpec
 from academe.agents.backends.base import ModelSpec
 from academe.agents.records import Record, Sampling
+from academe.agents.redaction import redact, secrets_in
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
 
@@ -164,6 +165,9 @@ class SimulationConfig(Record):
                 raise ValueError(f"training.{name}.role: say whose logged turns train model {name!r}")
             if section.role is not None and section.role not in {a.role for a in specs.values() if a.model == name}:
                 raise ValueError(f"training.{name}.role: no agent of role {section.role!r} uses model {name!r}")
+        if found := secrets_in(self.model_dump(mode="json")):
+            raise ValueError(f"{'; '.join(found)}: a config is copied into its run folder, so it names where a "
+                             "secret is (an environment variable), never the secret itself")
         return self
 
     def _agent_sections(self):
@@ -244,7 +248,7 @@ def describe(exc: ValidationError, source: str, prefix: str = "") -> str:
         value = error.get("input")
         shown = "" if isinstance(value, dict) or error["type"] == "missing" else f" (got {value!r})"
         lines.append(f"  {where}: {message}{shown}")
-    return "\n".join(lines)
+    return redact("\n".join(lines))
 
 
 def dump_config(config: SimulationConfig) -> str:

@@ -22,6 +22,7 @@ from typing import Callable, Protocol as Interface, Sequence
 
 from academe.agents.agent import AgentSpec
 from academe.agents.records import Prompt, Reply, Task
+from academe.agents.redaction import redact
 from academe.protocols.engine import START, Done, EpisodeState, Next, Options, Outcome, Protocol, Step
 from academe.simulation.actors import ModelPool
 from academe.simulation.gc_pacing import paced_gc
@@ -209,7 +210,7 @@ class Runner:
             try:
                 return await self.pool.generate(model, prompts)
             except Exception as exc:  # actor died, or the backend raised: retry the whole batch
-                error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+                error = redact(f"{type(exc).__name__}: {exc}").splitlines()[0][:500]
                 if attempt < self.max_attempts:
                     await asyncio.sleep(0.5 * attempt)
         return [Reply(text="", prompt_tokens=0, completion_tokens=0, finish_reason="error",
@@ -368,7 +369,7 @@ def failed(state: EpisodeState, exc: Exception) -> Done:
     """The episode ends with the error (not judged: failed), naming where it was raised."""
     where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
     at = f" (at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})" if where else ""
-    return Done(state=state, outcome=Outcome(error=f"{type(exc).__name__}: {exc}{at}"))
+    return Done(state=state, outcome=Outcome(error=redact(f"{type(exc).__name__}: {exc}{at}")))
 
 
 def restore(protocol: Protocol, run_dir: Path, episodes: range | None = None) -> tuple[dict[int, Episode], dict[int, Outcome]]:

@@ -67,3 +67,9 @@ def never_right(prompt: Prompt) -> str:
 
 def always_probing(prompt: Prompt) -> str:
     return "(probing) Check your numbers and try again."
+
+
+def leaks_its_key(prompt: Prompt) -> str:
+    """Fails like an HTTP client whose error quotes the request, key and all."""
+    raise ConnectionError(f"POST https://api.example/v1/chat refused, headers "
+                          f"{{'Authorization': 'Bearer {os.environ['ACADEME_FAKE_API_KEY']}'}}")

@@ -14,6 +14,7 @@ from simulations import SCRIPTED_STUDENT
 
 SCRIPTED = f"models.smollm2={{kind: scripted, path: '{SCRIPTED_STUDENT['path']}'}}"
 QUIET = ["--quiet", "--set", "ray.enabled=false"]
+EXAMPLE_KEY = "sk-example-0123456789abcdef"  # in the environment of every case: never in a message
 
 # (what is wrong, the command line ({d}: a scratch folder, {run}: a finished run), what the message must say)
 CASES = [
@@ -38,6 +39,8 @@ CASES = [
     ("scripted function missing", "run --set models.oracle.path=academe.protocols.oracles:nobody",
      "has no function 'nobody'"),
     ("agent on an unknown model", "run --set agents.student.model=gpt", "gpt"),
+    ("config holding an API key", f"run --set agents.student.persona={EXAMPLE_KEY}",
+     "agents.student.persona holds the value of $ACADEME_EXAMPLE_API_KEY"),
     ("a role with no agent", "run --set 'agents={{student: {{model: smollm2}}}}'", "role(s) teacher have no agent"),
     ("a role the protocol lacks", "run --set 'agents.judge={{model: oracle}}'", "has no role(s) judge"),
     ("unknown protocol option", "run --set protocol.options.turns=3", "protocol.options.turns: unknown key"),
@@ -104,6 +107,7 @@ def test_a_bad_input_gets_a_clear_error_and_leaves_nothing_behind(scratch, tmp_p
     d, run = scratch
     monkeypatch.chdir(tmp_path)  # a run that wrongly started would make its folder here
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # this machine has no network: fail at once, not after retries
+    monkeypatch.setenv("ACADEME_EXAMPLE_API_KEY", EXAMPLE_KEY)
     args = [a.format(d=d, run=run) for a in shlex.split(command)]
     if args[0] == "run":
         ray = [] if "--address" in args else QUIET[1:]  # an address is checked where Ray is used
@@ -113,6 +117,7 @@ def test_a_bad_input_gets_a_clear_error_and_leaves_nothing_behind(scratch, tmp_p
     output = " ".join(result.output.split())
     message = expected.format(d=d, run=run)
     assert result.exit_code == 2 and message in output, output
+    assert EXAMPLE_KEY not in output
     assert "Traceback" not in output and (result.exception is None or isinstance(result.exception, SystemExit))
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
     table = os.environ.get("ACADEME_BAD_INPUTS_TABLE")

@@ -80,3 +80,62 @@ def test_a_locally_started_ray_listens_on_loopback_only(tmp_path):
     assert len(listening) >= 4
     outside = [(name, ip) for name, ip in listening if ip not in ("127.0.0.1", "::1", "::ffff:127.0.0.1")]
     assert not outside, f"listening beyond loopback: {outside}"
+
+
+FAKE_KEY = "sk-fake-7f3a9c0e5b2d4c8e"
+
+
+def leaky_config(tmp_path, **student):
+    import yaml
+
+    config = {"run": {"name": "keys", "episodes": 3, "concurrency": 3, "out_dir": str(tmp_path / "runs")},
+              "models": {"oracle": {"kind": "scripted", "path": "academe.protocols.oracles:socratic_teacher",
+                                    "num_cpus": 0},
+                         "remote": {"kind": "scripted", "path": "agents_for_tests:leaks_its_key", "num_cpus": 0}},
+              "agents": {"teacher": {"role": "teacher", "model": "oracle"},
+                         "student": {"role": "student", "model": "remote", **student}},
+              "ray": {"num_cpus": 1}}
+    path = tmp_path / "keys.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run_with_key(*args, cwd):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = str(Path(__file__).resolve().parent)
+    env = {**os.environ, "ACADEME_FAKE_API_KEY": FAKE_KEY, "RAY_AUTH_MODE": "disabled", "COLUMNS": "200",
+           "PYTHONPATH": tests + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.run([str(Path(sys.executable).with_name("academe")), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300, env=env)
+
+
+def test_an_api_key_in_the_environment_reaches_no_file_and_no_message(tmp_path):
+    """An agent's error quotes its key (as HTTP clients do): the log, the run folder's files and the
+    terminal get the variable's name instead."""
+    from academe.simulation.log import read_messages, read_steps
+
+    ran = run_with_key("run", str(leaky_config(tmp_path)), "--quiet", cwd=tmp_path)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert ran.returncode == 1  # every episode failed: the agent could not be reached
+    assert FAKE_KEY not in ran.stdout + ran.stderr
+    assert "<$ACADEME_FAKE_API_KEY>" in ran.stdout  # the first error, as the summary shows it
+    errors = [t.reply.error for r in read_steps(run_dir) for t in r.turns if t.reply.error]
+    assert errors and all("Bearer <$ACADEME_FAKE_API_KEY>" in e for e in errors)
+    assert FAKE_KEY not in read_messages(run_dir).to_pandas().to_json()
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert FAKE_KEY.encode() not in path.read_bytes(), path
+    replayed = run_with_key("replay", str(run_dir), "--errors", cwd=tmp_path)
+    assert "<$ACADEME_FAKE_API_KEY>" in replayed.stdout and FAKE_KEY not in replayed.stdout
+
+
+def test_a_config_holding_a_key_is_refused_naming_the_variable_not_the_key(tmp_path):
+    ran = run_with_key("run", str(leaky_config(tmp_path, persona=f"You may use the key {FAKE_KEY}.")), cwd=tmp_path)
+    assert ran.returncode == 2
+    assert "agents.student.persona holds the value of $ACADEME_FAKE_API_KEY" in ran.stdout
+    assert FAKE_KEY not in ran.stdout + ran.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

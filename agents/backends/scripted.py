@@ -7,6 +7,7 @@ import time
 from typing import Callable, Sequence
 
 from academe.agents.records import Prompt, Reply
+from academe.agents.redaction import redact
 
 ScriptFn = Callable[[Prompt], str]
 
@@ -34,7 +35,7 @@ class ScriptedBackend:
             if not isinstance(text, str):
                 raise TypeError(f"{self.model_name} returned a {type(text).__name__}, not the reply's text (a str)")
         except Exception as exc:  # a broken rule must not take the whole batch down
-            text, error = "", f"{type(exc).__name__}: {exc}"
+            text, error = "", redact(f"{type(exc).__name__}: {exc}")
         return Reply(
             text=text,
             prompt_tokens=sum(len(m.content.split()) for m in prompt.messages),
