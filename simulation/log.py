@@ -120,13 +120,13 @@ class DialogueLog:
         return self.folder / f"live-{n:05d}.jsonl"
 
     def _next_segment_number(self) -> int:
-        numbers = [int(p.stem.split("-")[1]) for p in self.folder.glob("steps-*.parquet")]
+        numbers = [_segment_number(p) for p in self.folder.glob("steps-*.parquet")]
         return max(numbers, default=-1) + 1
 
     def _recover(self) -> None:
         """After a crash: drop a torn last line, and finish any compaction that was interrupted."""
         for live in sorted(self.folder.glob("live-*.jsonl")):
-            n = int(live.stem.split("-")[1])
+            n = _segment_number(live)
             if (self.folder / f"steps-{n:05d}.parquet").exists():
                 live.unlink()  # the Parquet copy was complete (written under a temp name, renamed)
                 continue
@@ -292,6 +292,49 @@ def _episode_of(line: str) -> int | None:
         return json.loads(line).get("episode")
     except ValueError:
         return None  # not a record: decoding it reports it
+
+
+class LogTail:
+    """A run's log read as it grows: each ``read()`` returns the records written since the previous
+    one, whole, once each, across segments compacted in between. A training phase reads its new
+    data so instead of the whole log again."""
+
+    def __init__(self, run_dir: str | Path):
+        self.folder = _log_folder(run_dir)
+        self.memories: dict[int, Memory] = {}  # the decoder's, carried from read to read
+        self.finished: set[int] = set()  # segments read to their end (compacted)
+        self.taken: dict[int, tuple[int, int]] = {}  # live segment -> (whole lines read, bytes read)
+
+    def read(self) -> list[StepRecord]:
+        lines: list[tuple[str, str]] = []
+        for path in sorted(self.folder.glob("steps-*.parquet")):
+            n = _segment_number(path)
+            if n not in self.finished:
+                already, _ = self.taken.pop(n, (0, 0))
+                lines += list(_segment_lines(path, None, None))[already:]
+                self.finished.add(n)
+        for path in sorted(self.folder.glob("live-*.jsonl")):
+            n = _segment_number(path)
+            if n not in self.finished:
+                lines += self._new_lines(path, n)
+        return list(decoded(lines, None, self.memories))
+
+    def _new_lines(self, path: Path, n: int) -> list[tuple[str, str]]:
+        count, offset = self.taken.get(n, (0, 0))
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                data = f.read()
+        except FileNotFoundError:  # compacted since the listing: read from its Parquet next time
+            return []
+        whole = data[: data.rfind(b"\n") + 1]  # a line still being written waits for the next read
+        new = whole.decode("utf-8", errors="replace").splitlines(keepends=True)
+        self.taken[n] = (count + len(new), offset + len(whole))
+        return [(line, f"{path} line {count + i}") for i, line in enumerate(new, 1)]
+
+
+def _segment_number(path: Path) -> int:
+    return int(path.stem.split("-")[1])
 
 
 def read_messages(run_dir: str | Path) -> pa.Table:

@@ -83,3 +83,23 @@ def test_a_log_of_whole_records_still_reads_and_grows_whole(tmp_path):
     assert list(read_steps(tmp_path / "old")) == records
     lines = pq.read_table(next((tmp_path / "old" / "log").glob("steps-*.parquet"))).column("record").to_pylist()
     assert all(json.loads(line)["patch"] is None and json.loads(line)["state"] for line in lines)
+
+
+def test_a_tail_of_the_log_reads_each_record_once_across_compactions(tmp_path):
+    from academe.simulation.log import LogTail
+
+    run_dir, _ = long_dialogues(tmp_path / "whole", 6, episodes=6)
+    everything = [r.model_dump_json() for r in read_steps(run_dir)]
+    # the same records appended in small batches to a log whose segments compact every 7 rows,
+    # read between the batches (sometimes mid-segment, sometimes just after a compaction)
+    log = DialogueLog(tmp_path / "grown", segment_rows=7)
+    tail, seen = LogTail(tmp_path / "grown"), []
+    records = list(read_steps(run_dir))
+    for start in range(0, len(records), 3):
+        log.append(records[start:start + 3])
+        if start % 2 == 0:
+            seen += [r.model_dump_json() for r in tail.read()]
+    log.close()
+    seen += [r.model_dump_json() for r in tail.read()]
+    assert tail.read() == []
+    assert seen == everything and len(list((tmp_path / "grown" / "log").glob("steps-*.parquet"))) > 3

@@ -19,7 +19,8 @@ from academe.agents.backends.base import ModelSpec
 from academe.agents.records import Task
 from academe.protocols.engine import Options, Protocol
 from academe.simulation.config import TrainingSection
-from academe.simulation.log import read_steps
+from academe.simulation.log import LogTail
+from academe.simulation.records import StepRecord
 from academe.simulation.runner import Runner
 from academe.trainers.data import LogFilter, build
 from academe.trainers.evaluate import accuracy
@@ -55,6 +56,8 @@ class ScheduledTraining:
         self.next_at = section.every_episodes
         self.training_s = 0.0
         self.phase_started = 0.0
+        self.tail: LogTail | None = None  # the log, read as it grows (made once the log exists)
+        self.turns: list[StepRecord] = []  # every logged step so far, without state and asks: the data
 
     @property
     def version(self) -> int:
@@ -84,10 +87,10 @@ class ScheduledTraining:
 
     async def _phase(self, runner: Runner) -> None:
         episodes = runner.progress.done  # the phase trains on what was logged by now
-        records = await asyncio.to_thread(lambda: list(read_steps(self.run_dir)))
+        self.turns += await asyncio.to_thread(self._new_turns)
         staleness = self.section.max_staleness
         where = LogFilter(min_version=None if staleness is None else max(0, self.version - staleness))
-        examples = build(records, self.declaration, where)
+        examples = build(self.turns, self.declaration, where)
         if len(examples) < self.section.min_examples:
             self._record({"version": self.version, "event": "skipped", "episodes": episodes,
                           "reason": f"{len(examples)} example(s) from the log (need {self.section.min_examples}); "
@@ -109,6 +112,12 @@ class ScheduledTraining:
             runner.report(f"evaluating {self.model} v{self.version}")
             entry.update(await self.evaluation(runner.pool))
         self._record(entry)
+
+    def _new_turns(self) -> list[StepRecord]:
+        """The steps logged since the last phase, kept as what training data is made of: the turns
+        and the outcome (a phase reads only what is new, never the whole log again)."""
+        self.tail = self.tail or LogTail(self.run_dir)
+        return [r.model_copy(update={"state": None, "asks": ()}) for r in self.tail.read()]
 
     def _record(self, entry: dict) -> None:
         self.history.append(entry)
