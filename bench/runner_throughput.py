@@ -6,7 +6,11 @@ A Socratic simulation of C concurrent episodes (LLM student, scripted teacher) r
 runner, actors and log; then every batch the student model received is sent again, as the same
 batch, straight to the same backend in this process. Student tokens/s of the simulation (wall time
 of the whole run: both agents' turns, Ray, logging, protocol steps) over tokens/s of the raw
-batched generate calls is the runner's efficiency. Done for a tiny random model and SmolLM2.
+batched generate calls is the runner's efficiency; "not model" is the share of the run's wall time
+spent outside the student model's calls (the teacher's turns, protocol steps, the log, Ray): the
+per-round cost a faster model would leave. The ratio also holds the difference between generating
+in the actor's process and in this one, which varies from run to run by more than that share. Done for a tiny random model and SmolLM2. Both
+paths are warmed up first: the raw one by a batch, the runner by a one-episode run.
 """
 
 import argparse
@@ -41,11 +45,14 @@ def simulate(model_path: str, concurrency: int, new_tokens: int, turns: int, out
     pool = ModelPool(models)
     warm_up = agents["student"].prompt([user("Hello")], seed=0)
     asyncio.run(pool.generate("student", [warm_up] * concurrency))  # the raw path is warmed up too
-    runner = Runner(pool, DialogueLog(out), run_id="bench", concurrency=concurrency,
-                    max_batch={"student": concurrency})
     tasks = generate_word_problems(concurrency, steps=2, seed=1)
-    batch = Batch(socratic, TutoringOptions(max_student_turns=turns), {a.role: (a,) for a in agents.values()},
-                  dict(enumerate(tasks)))
+    cast = {a.role: (a,) for a in agents.values()}
+    options = TutoringOptions(max_student_turns=turns)
+    # so is the runner: one short episode first (its first log compaction imports what pyarrow needs)
+    Runner(pool, DialogueLog(out / "warm-up"), run_id="warm-up").run(Batch(socratic, options, cast, {0: tasks[0]}))
+    runner = Runner(pool, DialogueLog(out / "run"), run_id="bench", concurrency=concurrency,
+                    max_batch={"student": concurrency})
+    batch = Batch(socratic, options, cast, dict(enumerate(tasks)))
     start = time.perf_counter()
     runner.run(batch)
     wall = time.perf_counter() - start
@@ -53,19 +60,21 @@ def simulate(model_path: str, concurrency: int, new_tokens: int, turns: int, out
     return wall
 
 
-def student_batches(run_dir: Path) -> list[list[Prompt]]:
-    batches = defaultdict(list)
+def student_batches(run_dir: Path) -> tuple[list[list[Prompt]], float]:
+    """The batches the student model got, in order, and the seconds the runner waited on them."""
+    batches, spans = defaultdict(list), {}
     for record in read_steps(run_dir):
         for turn in record.turns:
             if turn.role == "student":
                 batches[turn.started].append(turn.prompt)
-    return [batches[k] for k in sorted(batches)]
+                spans[turn.started] = turn.ended - turn.started
+    return [batches[k] for k in sorted(batches)], sum(spans.values())
 
 
 def compare(label: str, model_path: str, args) -> None:
     with tempfile.TemporaryDirectory() as out:
         wall = simulate(model_path, args.concurrency, args.new_tokens, args.turns, Path(out))
-        batches = student_batches(Path(out))
+        batches, in_model = student_batches(Path(out) / "run")
     torch.set_num_threads(2)
     raw = ModelServer(ModelSpec(path=model_path, num_cpus=2))
     raw.generate(batches[0])  # warm-up
@@ -76,7 +85,7 @@ def compare(label: str, model_path: str, args) -> None:
         raw_time += time.perf_counter() - start
     sizes = [len(b) for b in batches]
     print(f"{label:<10} {args.concurrency:>5} {len(batches):>8} {sum(sizes) / len(sizes):>10.1f} "
-          f"{tokens / wall:>14.1f} {tokens / raw_time:>12.1f} {raw_time / wall:>8.3f}")
+          f"{tokens / wall:>14.1f} {tokens / raw_time:>12.1f} {raw_time / wall:>8.3f} {1 - in_model / wall:>10.3f}")
 
 
 def main():
@@ -89,7 +98,7 @@ def main():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     print(f"Socratic simulation, scripted teacher, student greedy, {args.new_tokens} new tokens, "
           f"{args.turns} student turns per episode")
-    print(f"{'model':<10} {'C':>5} {'batches':>8} {'mean size':>10} {'runner tok/s':>14} {'raw tok/s':>12} {'ratio':>8}")
+    print(f"{'model':<10} {'C':>5} {'batches':>8} {'mean size':>10} {'runner tok/s':>14} {'raw tok/s':>12} {'ratio':>8} {'not model':>10}")
     with tempfile.TemporaryDirectory() as tiny_dir:
         compare("tiny", str(build_tiny_model(Path(tiny_dir) / "tiny")), args)
     if not args.skip_smollm2:

@@ -85,7 +85,7 @@ def test_paced_collection_frees_cycles_once_the_heap_has_grown_and_restores_the_
         del first
         pacer.tick()  # few objects made since the last collection: nothing is scanned yet
         assert alive() is not None
-        keep = [[] for _ in range(pacer.allowance + 1)]  # the heap grows past what survived
+        keep = [[] for _ in range(pacer.allowance + 10_000)]  # the heap grows past what survived
         pacer.tick()
         assert alive() is None
         del keep
