@@ -125,6 +125,7 @@ class DialogueLog:
 
     def _recover(self) -> None:
         """After a crash: drop a torn last line, and finish any compaction that was interrupted."""
+        memories = None  # what the segments before a leftover live one say; read once, carried on
         for live in sorted(self.folder.glob("live-*.jsonl")):
             n = _segment_number(live)
             if (self.folder / f"steps-{n:05d}.parquet").exists():
@@ -132,7 +133,8 @@ class DialogueLog:
                 continue
             drop_torn_tail(live)
             lines = list(_jsonl_lines(live))
-            records = list(decoded(lines, None, compacted_memories(self.folder)))  # LogDamaged names a bad line
+            memories = compacted_memories(self.folder) if memories is None else memories
+            records = list(decoded(lines, None, memories))  # LogDamaged names a bad line
             segment_of(records, [line.rstrip("\n") for line, _ in lines]).write(self.folder, n)
             live.unlink()
 
@@ -231,14 +233,15 @@ def _jsonl_lines(path: Path) -> Iterator[tuple[str, str]]:
                 yield line, f"{path} line {number}"
 
 
-def decoded(lines: Iterable[tuple[str, str]], damaged: list[str] | None,
+def decoded(lines: Iterable[tuple[str | dict, str]], damaged: list[str] | None,
             memories: dict[int, Memory] | None = None) -> Iterator[StepRecord]:
     """Step records from log lines in write order, each whole again; a line that is not a record
     (or depends on one that is missing) raises ``LogDamaged``, or is noted in ``damaged``."""
     memories = {} if memories is None else memories
     for line, where in lines:
         try:
-            yield StepRecord.model_validate(decode(json.loads(line), memories))
+            data = json.loads(line) if isinstance(line, str) else line  # a line, or one parsed already
+            yield StepRecord.model_validate(decode(data, memories))
         except (ValueError, KeyError, TypeError) as exc:
             if damaged is None:
                 raise LogDamaged(f"{where} is not a step record: {str(exc).splitlines()[0]}") from None
@@ -272,8 +275,17 @@ def _logged_lines(run_dir: str | Path, episodes: range | None, damaged: list[str
     for path in sorted(folder.glob("steps-*.parquet")):
         yield from _segment_lines(path, where, damaged)
     for live in sorted(folder.glob("live-*.jsonl")):
-        yield from ((line, at) for line, at in _jsonl_lines(live)
-                    if episodes is None or _episode_of(line) in episodes)
+        for line, at in _jsonl_lines(live):
+            if episodes is None:
+                yield line, at
+                continue
+            try:
+                data = json.loads(line)
+            except ValueError:
+                yield line, at  # not a record: decoding it reports it
+                continue
+            if not isinstance(data, dict) or data.get("episode") in episodes:
+                yield data, at  # a record of these episodes, or not a record (decoding reports it)
 
 
 def _segment_lines(path: Path, where, damaged: list[str] | None) -> Iterator[tuple[str, str]]:
@@ -285,13 +297,6 @@ def _segment_lines(path: Path, where, damaged: list[str] | None) -> Iterator[tup
         damaged.append(f"{path}: cannot be read ({exc}); its steps are left out")
         return
     yield from ((line, f"{path} row {row}") for row, line in enumerate(lines))
-
-
-def _episode_of(line: str) -> int | None:
-    try:
-        return json.loads(line).get("episode")
-    except ValueError:
-        return None  # not a record: decoding it reports it
 
 
 class LogTail:

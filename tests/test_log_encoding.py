@@ -103,3 +103,19 @@ def test_a_tail_of_the_log_reads_each_record_once_across_compactions(tmp_path):
     seen += [r.model_dump_json() for r in tail.read()]
     assert tail.read() == []
     assert seen == everything and len(list((tmp_path / "grown" / "log").glob("steps-*.parquet"))) > 3
+
+
+def test_reading_some_episodes_of_a_live_segment_equals_filtering_the_whole(tmp_path):
+    run_dir, _ = long_dialogues(tmp_path / "whole", 4, episodes=6)
+    records = list(read_steps(run_dir))
+    log = DialogueLog(tmp_path / "live", segment_rows=10_000)
+    log.append(records[: len(records) // 2])
+    log.append(records[len(records) // 2:])  # not closed: everything is in the live segment
+    assert list((tmp_path / "live" / "log").glob("live-*.jsonl"))
+    some = [r.model_dump_json() for r in read_steps(tmp_path / "live", episodes=range(2, 4))]
+    assert some == [r.model_dump_json() for r in records if r.episode in range(2, 4)] and some
+    (live,) = (tmp_path / "live" / "log").glob("live-*.jsonl")
+    with open(live, "a") as f:
+        f.write("[1, 2]\n")  # JSON, but not a record: named, not skipped, whatever the filter
+    with pytest.raises(LogDamaged, match=r"line \d+ is not a step record"):
+        list(read_steps(tmp_path / "live", episodes=range(2, 4)))
