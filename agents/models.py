@@ -60,6 +60,11 @@ def resolve_model_path(path: str) -> tuple[Path, str | None]:
     return p.parent, p.name
 
 
+def check_model_path(spec) -> None:
+    """The transformers kind's check before a run: its path is a model."""
+    resolve_model_path(spec.path)
+
+
 def converted_folder(gguf: Path) -> Path:
     """Where the dequantised HF copy of a GGUF file is cached (loads in ms instead of ~10 s)."""
     stat = gguf.stat()

@@ -15,7 +15,7 @@ from typing import Sequence
 
 from pydantic import TypeAdapter
 
-from academe.agents.backends.base import ModelSpec, load_backend
+from academe.agents.backends.base import ModelSpec, TrainableBackend, load_backend
 from academe.agents.records import Prompt, Reply
 
 # Batches cross to a model actor as JSON bytes, encoded and parsed by pydantic-core (Rust): Ray
@@ -48,17 +48,7 @@ def from_wire(state: dict) -> dict:
 class ModelServer:
     """Hosts one backend; answers whole batches and swaps weights between batches."""
 
-    def __init__(self, spec: ModelSpec, threads: int | None = None):
-        threads = threads or spec.threads or max(1, int(spec.num_cpus))
-        # Ray sets OMP_NUM_THREADS=1 in actors; give torch the CPUs this actor was granted.
-        os.environ["OMP_NUM_THREADS"] = str(threads)
-        if spec.kind == "transformers":
-            import torch
-            from transformers.utils import logging as hf_logging
-
-            torch.set_num_threads(threads)
-            hf_logging.disable_progress_bar()
-            hf_logging.set_verbosity_error()
+    def __init__(self, spec: ModelSpec):
         self.spec = spec
         self.backend = load_backend(spec)
 
@@ -94,8 +84,8 @@ class ModelServer:
         self._trainable().load_adapter(from_wire(adapter), lora, version)
         return version
 
-    def _trainable(self):
-        if not hasattr(self.backend, "load_state_dict"):
+    def _trainable(self) -> TrainableBackend:
+        if not isinstance(self.backend, TrainableBackend):
             raise TypeError(f"model {self.backend.model_name!r} cannot receive weights")
         return self.backend
 

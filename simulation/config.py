@@ -9,7 +9,7 @@ import yaml
 from pydantic import Discriminator, Field, Tag, ValidationError, model_validator
 
 from academe.agents.agent import AgentSpec
-from academe.agents.backends.base import ModelSpec
+from academe.agents.backends.base import BACKEND_KINDS, ModelSpec
 from academe.agents.records import Record, Sampling
 from academe.agents.redaction import redact, secrets_in
 
@@ -158,9 +158,10 @@ class SimulationConfig(Record):
         for name, section in self.training.items():
             if name not in self.models:
                 raise ValueError(f"training.{name}: no model named {name!r}; models: {', '.join(self.models)}")
-            if self.models[name].kind != "transformers":
+            if not self.models[name].backend.trainable:
+                trainable = ", ".join(k.name for k in BACKEND_KINDS.values() if k.trainable)
                 raise ValueError(f"training.{name}: model {name!r} is {self.models[name].kind!r} and cannot be "
-                                 "trained; only transformers models can")
+                                 f"trained; models of kind {trainable} can")
             if self.protocol is not None and section.role is None:
                 raise ValueError(f"training.{name}.role: say whose logged turns train model {name!r}")
             if section.role is not None and section.role not in {a.role for a in specs.values() if a.model == name}:

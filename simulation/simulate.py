@@ -179,17 +179,19 @@ def plan(config: SimulationConfig) -> Plan:
 
 
 def check_models(config: SimulationConfig) -> None:
-    """Every scripted agent's function imports and every model path is a model, before anything
-    starts (on a cluster, model paths are the workers' business and are not checked here)."""
-    from academe.agents.backends.scripted import resolve_function
-    from academe.agents.models import resolve_model_path
-
+    """Each model passes its kind's check before anything starts (scripted functions import, model
+    paths are models); on a cluster, files are the workers' business and are not checked here."""
     for name, spec in config.models.items():
+        kind = spec.backend
+        if kind.local_files and config.ray.address is not None:
+            continue
         try:
-            if spec.kind == "scripted":
-                resolve_function(spec.path)
-            elif config.ray.address is None:
-                resolve_model_path(spec.path)
+            if not kind.registered:
+                kind.loader()  # a user's own backend: its function must import
+        except ValueError as exc:
+            raise ConfigError(f"models.{name}.kind: {exc}") from None
+        try:
+            kind.check_model(spec)
         except (ValueError, OSError) as exc:
             raise ConfigError(f"models.{name}.path: {exc}") from None
 

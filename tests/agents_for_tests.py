@@ -73,3 +73,24 @@ def leaks_its_key(prompt: Prompt) -> str:
     """Fails like an HTTP client whose error quotes the request, key and all."""
     raise ConnectionError(f"POST https://api.example/v1/chat refused, headers "
                           f"{{'Authorization': 'Bearer {os.environ['ACADEME_FAKE_API_KEY']}'}}")
+
+
+class ShoutingBackend:
+    """A user's own kind of backend (config: kind: agents_for_tests:shouting_backend): answers each
+    prompt with its last message in capitals."""
+
+    version = 0
+
+    def __init__(self, path: str):
+        self.model_name = f"shout:{path}"
+
+    def generate(self, prompts):
+        from academe.agents.records import Reply
+
+        return [Reply(text=p.messages[-1].content.upper(), prompt_tokens=0, completion_tokens=1,
+                      finish_reason="stop", model=self.model_name, model_version=self.version, latency_s=0.0)
+                for p in prompts]
+
+
+def shouting_backend(spec) -> ShoutingBackend:
+    return ShoutingBackend(spec.path)

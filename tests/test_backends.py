@@ -1,6 +1,8 @@
 """The transformers and scripted backends, on a tiny random model saved to disk."""
 
 
+import json
+
 import pytest
 
 from academe.agents import ChatMessage, ModelSpec, Prompt, Sampling, load_backend
@@ -111,3 +113,43 @@ def test_scripted_backend_answers_and_reports_failures_per_prompt():
 def test_bad_scripted_paths(path, message):
     with pytest.raises(ValueError, match=message):
         ScriptedBackend.from_path(path)
+
+
+def test_a_users_own_backend_kind_runs_in_a_simulation_without_touching_academe(ray_local, tmp_path):
+    """kind: package.module:function, a Backend made from the spec, loaded in the model's actor."""
+    from academe.simulation.log import read_messages
+    from academe.simulation.simulate import start_run
+    from simulations import config
+
+    shout = {"kind": "agents_for_tests:shouting_backend", "path": "loud", "num_cpus": 0}
+    run_dir, summary = start_run(config(tmp_path, student=shout, episodes=4, concurrency=4))
+    assert summary["episodes"] == 4 and summary["errors"] == 0
+    frame = read_messages(run_dir).to_pandas()
+    student = frame[frame.role == "student"]
+    assert (student.model == "shout:loud").all() and len(student) >= 4
+    last_asked = student.messages.map(lambda m: json.loads(m)[-1]["content"])
+    assert (student.reply == last_asked.str.upper()).all()
+
+
+@pytest.mark.parametrize("kind,field,message", [
+    ("llamacpp", "models.student_model.kind", "unknown backend kind 'llamacpp'"),
+    ("nowhere.mod:make", "models.student_model.kind", "backend 'nowhere.mod:make': cannot import 'nowhere.mod'"),
+    ("agents_for_tests:no_such_backend", "models.student_model.kind",
+     "backend 'agents_for_tests:no_such_backend': agents_for_tests has no function 'no_such_backend'"),
+])
+def test_a_backend_kind_that_cannot_load_is_named_before_the_run_starts(tmp_path, kind, field, message):
+    from academe.simulation.config import ConfigError
+    from academe.simulation.simulate import start_run
+    from simulations import config
+
+    with pytest.raises((ConfigError, ValueError)) as caught:
+        start_run(config(tmp_path, student={"kind": kind, "path": "x"}))
+    assert field in str(caught.value) and message in str(caught.value)
+    assert not (tmp_path / "t").exists() and not any(tmp_path.glob("t-*"))
+
+
+def test_only_trainable_kinds_can_be_trained():
+    from academe.agents.backends.base import BACKEND_KINDS, backend_kind
+
+    assert [k.name for k in BACKEND_KINDS.values() if k.trainable] == ["transformers"]
+    assert not backend_kind("agents_for_tests:shouting_backend").trainable

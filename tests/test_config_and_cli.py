@@ -28,7 +28,7 @@ def test_default_config_loads_and_overrides_apply():
 @pytest.mark.parametrize("text,expected", [
     ("run: {episodes: 3, episdoes: 4}\nmodels: {}\nagents: {}", r"run.episdoes: unknown key"),
     ("run: {episodes: -1}\nmodels: {}\nagents: {}", r"run.episodes: Input should be greater than or equal to 1 \(got -1\)"),
-    ("models: {m: {kind: llamacpp}}\nagents: {}", r"models.m: unknown backend kind 'llamacpp'; use one of transformers, scripted"),
+    ("models: {m: {kind: llamacpp}}\nagents: {}", r"models.m.kind: unknown backend kind 'llamacpp'; use one of transformers, scripted"),
     ("models: {m: {kind: scripted, path: a:b}}\nagents: {s: {role: student, model: nope}}",
      r"agents.s.model is 'nope', but models defines only: m"),
     ("models: {m: {}}\nagents: {s: {role: student, model: m, sampling: {top_p: 2}}}", r"agents.s.sampling.top_p"),

@@ -54,7 +54,7 @@ def test_empty_phase_is_refused_with_a_reason(tiny_model):
 
 
 def test_scripted_models_cannot_be_trained():
-    with pytest.raises(ValueError, match="only transformers models can be trained"):
+    with pytest.raises(ValueError, match="which a trainer cannot train"):
         Trainer(ModelSpec(kind="scripted", path="academe.protocols.oracles:socratic_teacher"), settings())
 
 

@@ -49,8 +49,8 @@ class CheckpointError(ValueError):
 
 class Trainer:
     def __init__(self, model: ModelSpec, settings: TrainSettings, threads: int | None = None):
-        if model.kind != "transformers":
-            raise ValueError(f"model {model.display_name!r} is {model.kind!r}: only transformers models can be trained")
+        if not model.backend.trainable:
+            raise ValueError(f"model {model.display_name!r} is {model.kind!r}, which a trainer cannot train")
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 

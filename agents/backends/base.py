@@ -1,14 +1,22 @@
-"""The one narrow interface every model backend implements, and the spec that builds one."""
+"""The one narrow interface every model backend implements, the kinds of backend, and the spec
+that builds one.
+
+A kind of backend is one entry in ``BACKEND_KINDS``: where its loader lives, what its ``path``
+names, whether a trainer can train its models, and how its model is checked before a run starts.
+Nothing else in academe (runner, config, trainer, actors) names a kind. A user's own backend needs
+no entry at all: ``kind: "package.module:function"`` names a function of the ``ModelSpec`` that
+returns a ``Backend``, imported where the model's actor runs.
+"""
 
 from __future__ import annotations
 
-from typing import Literal, Protocol, Sequence, runtime_checkable
+import importlib
+from dataclasses import dataclass
+from typing import Callable, Literal, Protocol, Sequence, runtime_checkable
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 
 from academe.agents.records import Prompt, Record, Reply
-
-BACKEND_KINDS = ("transformers", "scripted")
 
 
 @runtime_checkable
@@ -34,15 +42,76 @@ class TrainableBackend(Backend, Protocol):
 
     def load_state_dict(self, state: dict, version: int) -> None: ...
 
+    def load_adapter(self, adapter: dict, lora: dict, version: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class BackendKind:
+    """One kind of backend. ``load`` and ``check`` are ``module:function`` paths, imported only
+    when used, so a driver that only plans a run never imports torch or an engine."""
+
+    name: str
+    load: str  # (ModelSpec) -> Backend
+    trainable: bool = False  # a trainer can fine-tune its weights and publish them to it
+    check: str | None = None  # (ModelSpec) -> None, raising ValueError/OSError: run before a run folder is made
+    local_files: bool = True  # its check reads this machine's files (skipped when the models run on a cluster)
+
+    def loader(self) -> Callable[["ModelSpec"], Backend]:
+        return import_function(self.load, "backend")
+
+    @property
+    def registered(self) -> bool:
+        return self.name in BACKEND_KINDS
+
+    def check_model(self, spec: "ModelSpec") -> None:
+        if self.check is not None:
+            import_function(self.check, "model check")(spec)
+
+
+BACKEND_KINDS: dict[str, BackendKind] = {kind.name: kind for kind in (
+    # path: "smollm2", an HF model folder or a .gguf file
+    BackendKind("transformers", load="academe.agents.backends.hf:load_transformers", trainable=True,
+                check="academe.agents.models:check_model_path"),
+    # path: a Python function "package.module:function" of the prompt
+    BackendKind("scripted", load="academe.agents.backends.scripted:load_scripted",
+                check="academe.agents.backends.scripted:check_scripted", local_files=False),
+)}
+
+
+def backend_kind(kind: str) -> BackendKind:
+    """A registered kind, or a user's own backend named by its loader's path."""
+    if kind in BACKEND_KINDS:
+        return BACKEND_KINDS[kind]
+    if ":" in kind:
+        return BackendKind(kind, load=kind)
+    raise ValueError(f"unknown backend kind {kind!r}; use one of {', '.join(BACKEND_KINDS)}, or name your own "
+                     "backend's function as 'package.module:function' (it gets the model's spec, returns a Backend)")
+
+
+def import_function(path: str, what: str) -> Callable:
+    """Import ``"package.module:function"``, with an error that says what was expected."""
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"{what} {path!r} must look like 'package.module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"{what} {path!r}: cannot import {module_name!r} ({exc})") from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ValueError(f"{what} {path!r}: {module_name} has no function {attr!r}")
+    return fn
+
 
 class ModelSpec(Record):
     """What to load and where to run it; flat, so it can be handed to an actor as arguments.
 
+    ``kind``: one of ``BACKEND_KINDS`` or a user's own backend as ``"module:function"``.
     ``path``: ``"smollm2"`` (the shipped SmolLM2-135M-Instruct GGUF), an HF model folder or a
     ``.gguf`` file (transformers kind); ``"module:function"`` (scripted kind).
     """
 
-    kind: Literal["transformers", "scripted"] = "transformers"
+    kind: str = "transformers"
     path: str = "smollm2"
     name: str | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -52,26 +121,27 @@ class ModelSpec(Record):
     threads: int | None = Field(None, ge=1, le=1024, description="torch threads (default: num_cpus)")
     max_batch_size: int = Field(32, ge=1, le=4096)
 
-    @model_validator(mode="before")
+    @field_validator("kind")
     @classmethod
-    def _known_kind(cls, data):
-        if isinstance(data, dict) and "kind" in data and data["kind"] not in BACKEND_KINDS:
-            raise ValueError(
-                f"unknown backend kind {data['kind']!r}; use one of {', '.join(BACKEND_KINDS)}"
-            )
-        return data
+    def _known_kind(cls, kind: str) -> str:
+        backend_kind(kind)
+        return kind
 
     @property
     def display_name(self) -> str:
         return self.name or self.path.rstrip("/").rsplit("/", 1)[-1]
 
 
+    @property
+    def backend(self) -> BackendKind:
+        return backend_kind(self.kind)
+
+
 def load_backend(spec: ModelSpec) -> Backend:
-    """Build the backend a spec names (imports lazily: scripted agents never import torch)."""
-    if spec.kind == "scripted":
-        from academe.agents.backends.scripted import ScriptedBackend
-
-        return ScriptedBackend.from_path(spec.path, name=spec.name)
-    from academe.agents.backends.hf import TransformersBackend
-
-    return TransformersBackend.from_spec(spec)
+    """Build the backend a spec names (its kind's loader is imported only now: scripted agents
+    never import torch)."""
+    backend = spec.backend.loader()(spec)
+    if not isinstance(backend, Backend):
+        raise TypeError(f"backend kind {spec.kind!r} made a {type(backend).__name__}, which has no "
+                        "generate(prompts), model_name and version")
+    return backend

@@ -7,6 +7,7 @@ Greedy and sampled rows, and rows with different token budgets, share one ``gene
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Sequence
 
@@ -26,6 +27,19 @@ from academe.agents.models import DEFAULT_MODEL, SMOLLM2_NAME, local_folder
 from academe.agents.records import Prompt, Reply, Sampling
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def load_transformers(spec: ModelSpec) -> "TransformersBackend":
+    """The transformers kind's loader: torch gets the threads the model was given (Ray sets one in
+    actors), then the model loads."""
+    from transformers.utils import logging as hf_logging
+
+    threads = spec.threads or max(1, int(spec.num_cpus))
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    return TransformersBackend.from_spec(spec)
 
 
 class PerRowSampler(LogitsProcessor):

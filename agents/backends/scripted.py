@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 import time
 from typing import Callable, Sequence
 
+from academe.agents.backends.base import ModelSpec, import_function
 from academe.agents.records import Prompt, Reply
 from academe.agents.redaction import redact
 
@@ -50,16 +50,12 @@ class ScriptedBackend:
 
 def resolve_function(path: str) -> ScriptFn:
     """Import ``"package.module:function"``, with an error that says what was expected."""
-    module_name, sep, attr = path.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(
-            f"scripted agent path {path!r} must look like 'package.module:function'"
-        )
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"scripted agent path {path!r}: cannot import {module_name!r} ({exc})")
-    fn = getattr(module, attr, None)
-    if not callable(fn):
-        raise ValueError(f"scripted agent path {path!r}: {module_name} has no function {attr!r}")
-    return fn
+    return import_function(path, "scripted agent path")
+
+
+def load_scripted(spec: ModelSpec) -> ScriptedBackend:
+    return ScriptedBackend.from_path(spec.path, name=spec.name)
+
+
+def check_scripted(spec: ModelSpec) -> None:
+    resolve_function(spec.path)
