@@ -20,7 +20,11 @@ def logged(ray_local, tmp_path_factory):
     # four problems, cycled: each is tried by six episodes
     tasks = cfg.tasks.replace(source="file", path=str(GSM8K), limit=4)
     run_dir, summary = start_run(cfg.replace(tasks=tasks))
+    logged_run_dirs.append(run_dir)
     return list(read_steps(run_dir)), summary
+
+
+logged_run_dirs: list = []  # the folder of the ``logged`` run
 
 
 def test_socratic_declaration_gives_the_solving_reply_for_the_unaided_question(logged):
@@ -61,3 +65,23 @@ def test_version_filters_and_exports(logged, tmp_path):
     assert len(rows) == len(examples) and rows[0]["messages"][-1] == {"role": "assistant", "content": examples[0].target}
     dataset = to_hf_dataset(examples)
     assert dataset.num_rows == len(examples) and dataset.column_names == ["messages"]
+
+
+@pytest.mark.parametrize("declaration", [
+    socratic.training_for("student"),
+    Preference(role="student", phases=("attempt", "answer")),
+    Distill(student="student", teacher="teacher", phases=("guide",)),
+], ids=["sft", "preference", "distill"])
+def test_a_training_phase_builds_the_same_data_from_what_it_keeps_of_the_log(logged, declaration):
+    """A scheduled phase keeps only the new steps' turns of the role its data comes from (no state,
+    no asks): the data built from them is the data built from the whole log."""
+    from types import SimpleNamespace
+
+    from academe.trainers.schedule import ScheduledTraining
+
+    records, _ = logged
+    hook = SimpleNamespace(tail=None, run_dir=logged_run_dirs[0], declaration=declaration)
+    kept = ScheduledTraining._new_turns(hook)
+    assert ScheduledTraining._new_turns(hook) == []  # read once
+    assert all(r.state is None and not r.asks for r in kept)
+    assert build(kept, declaration) == build(records, declaration) != []

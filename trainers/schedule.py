@@ -17,7 +17,7 @@ from pathlib import Path
 from academe.agents.agent import AgentSpec
 from academe.agents.backends.base import ModelSpec
 from academe.agents.records import Task
-from academe.protocols.engine import Options, Protocol
+from academe.protocols.engine import Distill, Options, Protocol
 from academe.simulation.config import TrainingSection
 from academe.simulation.log import LogTail
 from academe.simulation.records import StepRecord
@@ -115,9 +115,12 @@ class ScheduledTraining:
 
     def _new_turns(self) -> list[StepRecord]:
         """The steps logged since the last phase, kept as what training data is made of: the turns
-        and the outcome (a phase reads only what is new, never the whole log again)."""
+        of the role the data comes from, and the outcome (a phase reads only what is new, never the
+        whole log again, and keeps no state, asks or other roles' turns)."""
         self.tail = self.tail or LogTail(self.run_dir)
-        return [r.model_copy(update={"state": None, "asks": ()}) for r in self.tail.read()]
+        source = self.declaration.teacher if isinstance(self.declaration, Distill) else self.declaration.role
+        return [r.model_copy(update={"state": None, "asks": (), "turns": tuple(t for t in r.turns if t.role == source)})
+                for r in self.tail.read()]
 
     def _record(self, entry: dict) -> None:
         self.history.append(entry)
