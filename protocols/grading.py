@@ -6,12 +6,12 @@ written: nothing here turns a number back into text, so "6000" never becomes "6E
 
 from __future__ import annotations
 
-import importlib
 import re
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Callable
 
+from academe.agents.imports import import_function
 from academe.agents.records import Task
 
 # A number as people write it: optional sign, thousands separators, decimals ("-1,234.50").
@@ -97,16 +97,9 @@ def grader(name: str) -> Callable[[str, Task], bool | None]:
         return lambda text, task: exact(text, task.answer) if task.answer is not None else None
     if name == "none":
         return lambda text, task: None
-    module_name, sep, attr = name.partition(":")
-    if not sep:
+    if ":" not in name:
         raise ValueError(f"unknown grader {name!r}; use one of {', '.join(GRADERS)} or 'package.module:function'")
-    try:
-        fn = getattr(importlib.import_module(module_name), attr, None)
-    except ImportError as exc:
-        raise ValueError(f"grader {name!r}: cannot import {module_name!r} ({exc})") from None
-    if not callable(fn):
-        raise ValueError(f"grader {name!r}: {module_name} has no function {attr!r}")
-    return fn
+    return import_function(name, "grader")
 
 
 def grade(task: Task, text: str) -> bool | None:

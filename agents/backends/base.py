@@ -10,12 +10,12 @@ returns a ``Backend``, imported where the model's actor runs.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Callable, Literal, Protocol, Sequence, runtime_checkable
 
 from pydantic import Field, field_validator
 
+from academe.agents.imports import import_function
 from academe.agents.records import Prompt, Record, Reply
 
 
@@ -86,21 +86,6 @@ def backend_kind(kind: str) -> BackendKind:
         return BackendKind(kind, load=kind)
     raise ValueError(f"unknown backend kind {kind!r}; use one of {', '.join(BACKEND_KINDS)}, or name your own "
                      "backend's function as 'package.module:function' (it gets the model's spec, returns a Backend)")
-
-
-def import_function(path: str, what: str) -> Callable:
-    """Import ``"package.module:function"``, with an error that says what was expected."""
-    module_name, sep, attr = path.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"{what} {path!r} must look like 'package.module:function'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"{what} {path!r}: cannot import {module_name!r} ({exc})") from None
-    fn = getattr(module, attr, None)
-    if not callable(fn):
-        raise ValueError(f"{what} {path!r}: {module_name} has no function {attr!r}")
-    return fn
 
 
 class ModelSpec(Record):

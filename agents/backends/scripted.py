@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from typing import Callable, Sequence
 
-from academe.agents.backends.base import ModelSpec, import_function
+from academe.agents.backends.base import ModelSpec
+from academe.agents.imports import import_function
 from academe.agents.records import Prompt, Reply
 from academe.agents.redaction import redact
 
