@@ -15,7 +15,7 @@ from typing import Sequence
 
 from pydantic import TypeAdapter
 
-from academe.agents.backends.base import ModelSpec, TrainableBackend, load_backend
+from academe.agents.backends.base import AsyncBackend, ModelSpec, TrainableBackend, load_backend
 from academe.agents.records import Prompt, Reply
 
 # Batches cross to a model actor as JSON bytes, encoded and parsed by pydantic-core (Rust): Ray
@@ -90,6 +90,14 @@ class ModelServer:
         return self.backend
 
 
+class AsyncModelServer(ModelServer):
+    """A ``ModelServer`` for an engine that batches continuously: as a Ray async actor it serves
+    several batches at once (weight swaps and the like still run one at a time)."""
+
+    async def generate_json(self, prompts: bytes) -> bytes:
+        return REPLIES.dump_json(await self.backend.agenerate(PROMPTS.validate_json(prompts)))
+
+
 class ModelPool:
     """One ``ModelServer`` per named model; Ray actors when ``use_ray``, else local objects."""
 
@@ -105,11 +113,12 @@ class ModelPool:
             ray.get([server.info.remote() for server in self.servers.values()])
 
     def _start(self, name: str, spec: ModelSpec):
+        server = AsyncModelServer if spec.backend.in_flight > 1 else ModelServer
         if not self.use_ray:
-            return ModelServer(spec)
+            return server(spec)
         import ray
 
-        actor = ray.remote(ModelServer).options(
+        actor = ray.remote(server).options(
             num_cpus=spec.num_cpus,
             num_gpus=spec.num_gpus,
             max_restarts=1,
@@ -128,6 +137,8 @@ class ModelPool:
         server = self.server(model)
         if self.use_ray:
             return REPLIES.validate_json(await server.generate_json.remote(PROMPTS.dump_json(list(prompts))))
+        if isinstance(server.backend, AsyncBackend):
+            return await server.backend.agenerate(list(prompts))
         return await asyncio.to_thread(server.generate, list(prompts))
 
     def call(self, model: str, method: str, *args):

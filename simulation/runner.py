@@ -188,21 +188,42 @@ class Runner:
             self.all_done.set()
 
     async def _serve_forever(self, model: str) -> None:
+        """Send the model's queued turns as batches, keeping up to its kind's ``in_flight`` batches
+        out at once (1 for a model that answers one batch at a time; more for an engine that
+        batches continuously, so turns go out as they become ready)."""
         queue, wakeup = self.queues[model], self.wakeups[model]
         limit = self.max_batch.get(model, 64)
-        while True:
-            if not queue:
-                wakeup.clear()
-                await wakeup.wait()
-                continue
-            if not self.gate.is_set():
-                await self.gate.wait()
-                continue
-            batch = [queue.popleft() for _ in range(min(limit, len(queue)))]
+        slots = asyncio.Semaphore(self.pool.specs[model].backend.in_flight)
+        in_flight: set[asyncio.Task] = set()
+        try:
+            while True:
+                await slots.acquire()
+                while not queue or not self.gate.is_set():
+                    if not queue:
+                        wakeup.clear()
+                        await wakeup.wait()
+                    else:
+                        await self.gate.wait()
+                batch = [queue.popleft() for _ in range(min(limit, len(queue)))]
+                task = asyncio.create_task(self._answer(model, batch, slots))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+        finally:
+            for task in in_flight:
+                task.cancel()
+
+    async def _answer(self, model: str, batch: list[TurnRequest], slots: asyncio.Semaphore) -> None:
+        try:
             started = time.time()
             replies = await self._generate(model, [r.prompt for r in batch])
-            ended = time.time()
-            self._deliver(batch, replies, started, ended)
+            self._deliver(batch, replies, started, time.time())
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # e.g. the disk is full: stop the run, keep what is logged
+            self.failure = exc
+            self.all_done.set()
+        finally:
+            slots.release()
 
     async def _generate(self, model: str, prompts: list[Prompt]) -> list[Reply]:
         """One backend call for the batch; a failed actor gets the whole batch again."""

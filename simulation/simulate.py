@@ -193,7 +193,8 @@ def check_models(config: SimulationConfig) -> None:
         try:
             kind.check_model(spec)
         except (ValueError, OSError) as exc:
-            raise ConfigError(f"models.{name}.path: {exc}") from None
+            where = "" if str(exc).startswith("options.") else ".path"
+            raise ConfigError(f"models.{name}{where}: {exc}") from None
 
 
 def check_program_training(config: SimulationConfig, program: Program, cast) -> None:

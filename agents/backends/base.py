@@ -11,9 +11,9 @@ returns a ``Backend``, imported where the model's actor runs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Literal, Protocol, Sequence, runtime_checkable
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from academe.agents.imports import import_function
 from academe.agents.records import Prompt, Record, Reply
@@ -32,6 +32,15 @@ class Backend(Protocol):
     version: int
 
     def generate(self, prompts: Sequence[Prompt]) -> list[Reply]: ...
+
+
+@runtime_checkable
+class AsyncBackend(Backend, Protocol):
+    """A backend that batches continuously (an engine or a server): its actor serves several
+    batches at once, so the runner sends prompts as they become ready instead of waiting for the
+    previous batch to come back."""
+
+    async def agenerate(self, prompts: Sequence[Prompt]) -> list[Reply]: ...
 
 
 @runtime_checkable
@@ -54,7 +63,9 @@ class BackendKind:
     load: str  # (ModelSpec) -> Backend
     trainable: bool = False  # a trainer can fine-tune its weights and publish them to it
     check: str | None = None  # (ModelSpec) -> None, raising ValueError/OSError: run before a run folder is made
-    local_files: bool = True  # its check reads this machine's files (skipped when the models run on a cluster)
+    local_files: bool = True  # its check reads this machine (files, environment): skipped when models run on a cluster
+    settings: str | None = None  # "module:Record" validating ModelSpec.options; None: the kind takes no options
+    in_flight: int = 1  # batches the runner keeps in flight to one model (more than 1: an AsyncBackend)
 
     def loader(self) -> Callable[["ModelSpec"], Backend]:
         return import_function(self.load, "backend")
@@ -67,6 +78,21 @@ class BackendKind:
         if self.check is not None:
             import_function(self.check, "model check")(spec)
 
+    def parse_settings(self, options: dict[str, Any]) -> Record | None:
+        """The kind's settings record from a model's ``options``; a ValueError names each wrong key."""
+        if self.settings is None:
+            if options and self.registered:
+                raise ValueError(f"options: backend kind {self.name!r} takes no options (got {', '.join(options)})")
+            return None
+        record = import_function(self.settings, "backend settings")
+        try:
+            return record.model_validate(options)
+        except ValidationError as exc:
+            raise ValueError("; ".join(
+                f"options.{'.'.join(map(str, e['loc']))}: "
+                + ("unknown option" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, "))
+                for e in exc.errors())) from None
+
 
 BACKEND_KINDS: dict[str, BackendKind] = {kind.name: kind for kind in (
     # path: "smollm2", an HF model folder or a .gguf file
@@ -75,6 +101,10 @@ BACKEND_KINDS: dict[str, BackendKind] = {kind.name: kind for kind in (
     # path: a Python function "package.module:function" of the prompt
     BackendKind("scripted", load="academe.agents.backends.scripted:load_scripted",
                 check="academe.agents.backends.scripted:check_scripted", local_files=False),
+    # path: the model's name on the server; options: base_url, api_key_env, concurrency, ...
+    BackendKind("openai", load="academe.agents.backends.openai_api:load_openai",
+                check="academe.agents.backends.openai_api:check_openai",
+                settings="academe.agents.backends.openai_api:OpenAISettings", in_flight=8),
 )}
 
 
@@ -105,6 +135,7 @@ class ModelSpec(Record):
     num_gpus: float = Field(0.0, ge=0.0, le=64)
     threads: int | None = Field(None, ge=1, le=1024, description="torch threads (default: num_cpus)")
     max_batch_size: int = Field(32, ge=1, le=4096)
+    options: dict[str, Any] = Field(default_factory=dict, description="the kind's own settings (see its settings record)")
 
     @field_validator("kind")
     @classmethod
@@ -112,10 +143,18 @@ class ModelSpec(Record):
         backend_kind(kind)
         return kind
 
+    @model_validator(mode="after")
+    def _valid_options(self) -> "ModelSpec":
+        self.settings()
+        return self
+
+    def settings(self) -> Record | None:
+        """``options`` as the kind's settings record (None for kinds without settings)."""
+        return self.backend.parse_settings(self.options)
+
     @property
     def display_name(self) -> str:
         return self.name or self.path.rstrip("/").rsplit("/", 1)[-1]
-
 
     @property
     def backend(self) -> BackendKind:
