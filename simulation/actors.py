@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from typing import Sequence
 
 from pydantic import TypeAdapter
 
 from academe.agents.backends.base import AsyncBackend, ModelSpec, TrainableBackend, load_backend
 from academe.agents.records import Prompt, Reply
+from academe.agents.redaction import redact
 
 # Batches cross to a model actor as JSON bytes, encoded and parsed by pydantic-core (Rust): Ray
 # would otherwise pickle every record field by field, which cost more than the scripted agents.
@@ -43,6 +45,18 @@ def from_wire(state: dict) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # read-only arrays from the object store
         return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in state.items()}
+
+
+class ModelStartError(RuntimeError):
+    """A model's actor or backend failed to start (out of memory, a missing engine, a bad file)."""
+
+
+def root_cause(exc: BaseException) -> str:
+    """The innermost 'SomeError: message' line of an error (a Ray actor's death quotes the whole
+    traceback of its constructor)."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    errors = [line for line in lines if re.match(r"^[\w.]+(Error|Exception|Exit)\b.*:", line)]
+    return redact((errors[-1] if errors else f"{type(exc).__name__}: {lines[0] if lines else ''}")[:500])
 
 
 class ModelServer:
@@ -73,6 +87,12 @@ class ModelServer:
 
     def version(self) -> int:
         return self.backend.version
+
+    def close(self) -> None:
+        """Release what the backend holds outside this process (a vLLM engine's workers)."""
+        close = getattr(self.backend, "close", None)
+        if close is not None:
+            close()
 
     def load_state_dict(self, state: dict, version: int) -> int:
         """Swap weights; returns the new version as the acknowledgement."""
@@ -105,17 +125,22 @@ class ModelPool:
         self.specs = dict(specs)
         self.use_ray = use_ray
         self.servers: dict[str, object] = {}
-        for name, spec in self.specs.items():
-            self.servers[name] = self._start(name, spec)
-        if use_ray:
-            import ray
+        try:
+            for name, spec in self.specs.items():
+                self.servers[name] = self._start(name, spec)
+            if use_ray:
+                import ray
 
-            ray.get([server.info.remote() for server in self.servers.values()])
+                for name, server in self.servers.items():
+                    self._started(name, lambda: ray.get(server.info.remote()))
+        except BaseException:
+            self.shutdown()  # the models that did start (an engine holds processes and memory)
+            raise
 
     def _start(self, name: str, spec: ModelSpec):
         server = AsyncModelServer if spec.backend.in_flight > 1 else ModelServer
         if not self.use_ray:
-            return server(spec)
+            return self._started(name, lambda: server(spec))
         import ray
 
         actor = ray.remote(server).options(
@@ -125,6 +150,16 @@ class ModelPool:
             max_task_retries=0,
         )
         return actor.remote(spec)
+
+    def _started(self, name: str, start):
+        """``start()``, or a ModelStartError naming the model and the root cause (not Ray's
+        whole traceback)."""
+        try:
+            return start()
+        except Exception as exc:
+            spec = self.specs[name]
+            raise ModelStartError(f"model {name!r} ({spec.kind}, {spec.path}) did not start: "
+                                  f"{root_cause(exc)}") from None
 
     def server(self, model: str):
         try:
@@ -155,9 +190,15 @@ class ModelPool:
         return {name: self.call(name, "info") for name in self.servers}
 
     def shutdown(self) -> None:
+        """Close every backend (an engine's processes hold shared memory), then stop the actors."""
         if self.use_ray:
             import ray
 
+            closing = [server.close.remote() for server in self.servers.values()]
+            ray.wait(closing, num_returns=len(closing), timeout=30)
             for server in self.servers.values():
                 ray.kill(server)
+        else:
+            for server in self.servers.values():
+                server.close()
         self.servers.clear()

@@ -18,6 +18,7 @@ from rich.table import Column, Table
 from academe.agents.redaction import redact
 from academe.protocols import PROGRAMS, PROTOCOLS, ProtocolError, get_program, get_protocol
 from academe.protocols.program import Program
+from academe.simulation.actors import ModelStartError
 from academe.simulation.config import ConfigError, load_config
 from academe.simulation.log import LogDamaged, LogFormatError
 from academe.simulation.program_runner import ProgramDiverged
@@ -148,7 +149,7 @@ def _guarded(action, run_dir: Path, fresh: bool = False):
     (``fresh``) that could not start at all leaves no run folder behind."""
     try:
         return action()
-    except (OSError, ConfigError) as exc:
+    except (OSError, ConfigError, ModelStartError) as exc:
         if isinstance(exc, ConfigError) and not fresh:
             raise
         if fresh and not any((run_dir / "log").glob("*")) and not (run_dir / "program.jsonl").exists():

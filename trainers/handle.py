@@ -110,10 +110,11 @@ class ModelTrainer:
     async def publish(self, pool) -> PublishReport:
         """Send the current version to the model's actor and wait for its acknowledgement."""
         receivers = {self.model: pool.server(self.model)}
+        what = self.section.publish if self.spec.backend.adapters else "full"  # an engine without adapters: merged
         if self.use_ray:
-            return await self.call("publish_to", receivers, self.section.publish, self.section.publish_timeout_s)
-        weights = self.trainer.weights(self.section.publish)
-        return publish_local(receivers, weights, self.version, self.section.publish, self.trainer.lora_settings())
+            return await self.call("publish_to", receivers, what, self.section.publish_timeout_s)
+        weights = self.trainer.weights(what)
+        return publish_local(receivers, weights, self.version, what, self.trainer.lora_settings())
 
     def status_line(self, status: dict) -> str:
         return (f"training {self.model} v{status['version'] + 1}: step {status['step']}/{status['steps']}, "

