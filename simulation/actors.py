@@ -68,15 +68,17 @@ class ModelServer:
 
     def info(self) -> dict:
         """Which model, which version, and where it runs (Ray node id, process)."""
-        node = None
+        node = group = None
         try:
             import ray
 
             if ray.is_initialized():
                 node = ray.get_runtime_context().get_node_id()
+                group = ray.get_runtime_context().get_placement_group_id()
         except ImportError:
             pass
-        return {"model": self.backend.model_name, "version": self.backend.version, "pid": os.getpid(), "node": node}
+        return {"model": self.backend.model_name, "version": self.backend.version, "pid": os.getpid(), "node": node,
+                "placement_group": group}
 
     def generate(self, prompts: Sequence[Prompt]) -> list[Reply]:
         return self.backend.generate(prompts)
@@ -124,6 +126,7 @@ class ModelPool:
     def __init__(self, specs: dict[str, ModelSpec], use_ray: bool = True):
         self.specs = dict(specs)
         self.use_ray = use_ray
+        self.owner = True  # it started the servers, and stops them
         self.servers: dict[str, object] = {}
         try:
             for name, spec in self.specs.items():
@@ -143,13 +146,24 @@ class ModelPool:
             return self._started(name, lambda: server(spec))
         import ray
 
+        from academe.simulation.placement import actor_options
+
         actor = ray.remote(server).options(
             num_cpus=spec.num_cpus,
             num_gpus=spec.num_gpus,
             max_restarts=1,
             max_task_retries=0,
+            **actor_options(spec.placement, spec.resources),
         )
         return actor.remote(spec)
+
+    @classmethod
+    def attached(cls, specs: dict[str, ModelSpec], servers: dict[str, object]) -> "ModelPool":
+        """A pool over Ray model actors that another process started and will stop (a runner
+        shard's view of the run's models)."""
+        pool = cls.__new__(cls)
+        pool.specs, pool.use_ray, pool.owner, pool.servers = dict(specs), True, False, dict(servers)
+        return pool
 
     def _started(self, name: str, start):
         """``start()``, or a ModelStartError naming the model and the root cause (not Ray's
@@ -191,7 +205,9 @@ class ModelPool:
 
     def shutdown(self) -> None:
         """Close every backend (an engine's processes hold shared memory), then stop the actors."""
-        if self.use_ray:
+        if not self.owner:
+            pass
+        elif self.use_ray:
             import ray
 
             closing = [server.close.remote() for server in self.servers.values()]

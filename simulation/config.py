@@ -9,7 +9,7 @@ import yaml
 from pydantic import Discriminator, Field, Tag, ValidationError, model_validator
 
 from academe.agents.agent import AgentSpec
-from academe.agents.backends.base import BACKEND_KINDS, ModelSpec
+from academe.agents.backends.base import BACKEND_KINDS, ModelSpec, Placement
 from academe.agents.records import Record, Sampling
 from academe.agents.redaction import redact, secrets_in
 
@@ -26,6 +26,8 @@ class RunSection(Record):
     episodes: int = Field(16, ge=1, le=10_000_000, description="episodes to run")
     concurrency: int = Field(16, ge=1, le=1_000_000, description="episodes in flight at once")
     out_dir: str = Field("runs", description="folder that receives run folders")
+    shards: int = Field(1, ge=1, le=1024, description="runner actors that split the episodes (Ray only; "
+                        "a protocol run without training)")
 
 
 class ProtocolSection(Record):
@@ -109,6 +111,9 @@ class TrainingSection(Record):
     num_cpus: float = Field(1.0, ge=0)
     num_gpus: float = Field(0.0, ge=0)
     threads: int | None = Field(None, ge=1, description="torch threads of the trainer (default: num_cpus)")
+    resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources the trainer needs")
+    placement: Placement | None = Field(None, description="a bundle of a placement group: the same bundle as its "
+                                        "model's to share its GPUs, another to keep them apart")
     settings: TrainSettings = TrainSettings()
 
 
@@ -130,6 +135,16 @@ class RaySection(Record):
     enabled: bool = Field(True, description="false: everything in this process, for debugging")
     address: str | None = Field(None, description="None: start local Ray; 'auto' or ray://host:port for a cluster")
     num_cpus: int | None = Field(None, ge=1, description="CPUs of the local Ray instance (default: all)")
+    runtime_env: dict[str, Any] | None = Field(None, description="Ray runtime environment of every actor, e.g. "
+                                               "{pip: [academe==0.2.0]} where workers lack academe")
+    dashboard: bool = Field(False, description="start the local Ray's dashboard, on 127.0.0.1 only")
+
+
+class PlacementGroupSection(Record):
+    """Bundles of resources reserved together; models and trainers name a bundle to run in it."""
+
+    bundles: list[dict[str, float]] = Field(min_length=1, description="e.g. [{GPU: 1, CPU: 4}]")
+    strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
 
 
 class SimulationConfig(Record):
@@ -138,6 +153,7 @@ class SimulationConfig(Record):
     program: ProgramSection | None = Field(None, description="or a round-level program (not both)")
     tasks: TaskSection = TaskSection()
     models: dict[str, ModelSpec]
+    placement: dict[str, PlacementGroupSection] = Field(default_factory=dict)
     agents: dict[str, OneOrMoreAgents]
     ray: RaySection = RaySection()
     training: dict[str, TrainingSection] = Field(default_factory=dict)
@@ -166,6 +182,22 @@ class SimulationConfig(Record):
                 raise ValueError(f"training.{name}.role: say whose logged turns train model {name!r}")
             if section.role is not None and section.role not in {a.role for a in specs.values() if a.model == name}:
                 raise ValueError(f"training.{name}.role: no agent of role {section.role!r} uses model {name!r}")
+        placed = [(f"models.{n}", m.placement) for n, m in self.models.items()] + [
+            (f"training.{n}", t.placement) for n, t in self.training.items()]
+        for where, placement in placed:
+            group = self.placement.get(placement.group) if placement else None
+            if placement and group is None:
+                raise ValueError(f"{where}.placement.group: no placement group {placement.group!r}; "
+                                 f"placement defines: {', '.join(self.placement) or 'none'}")
+            if placement and placement.bundle >= len(group.bundles):
+                raise ValueError(f"{where}.placement.bundle: group {placement.group!r} has {len(group.bundles)} "
+                                 f"bundle(s), so bundle {placement.bundle} does not exist")
+        if self.run.shards > 1:
+            where = ("ray.enabled is false" if not self.ray.enabled else "it is a program" if self.program
+                     else "it trains models" if self.training else None)
+            if where:
+                raise ValueError(f"run.shards: {self.run.shards} runner shards need Ray and a protocol run "
+                                 f"without training, but {where}; use run.shards: 1")
         if found := secrets_in(self.model_dump(mode="json")):
             raise ValueError(f"{'; '.join(found)}: a config is copied into its run folder, so it names where a "
                              "secret is (an environment variable), never the secret itself")

@@ -8,6 +8,9 @@ Layout of ``RUN_DIR/log``:
   reopen.
 - ``steps-NNNNN.parquet`` and ``messages-NNNNN.parquet``: a finished segment, compacted. The
   steps table is what resume reads; the messages table (one row per turn) is what users read.
+- A sharded run (``run.shards``) has one writer per shard, each on its own episodes: shard k > 0
+  names its segments ``live-sKKK-NNNNN.jsonl`` and so on. Readers read every segment; an episode's
+  lines are all in one writer's segments, in order, so the log reads as one.
 
 ``format.json`` names the version of the records (``simulation/records.py``); a log of a version
 this academe cannot read is refused with a message instead of being misread.
@@ -59,8 +62,12 @@ class LogDamaged(ValueError):
 class DialogueLog:
     """Append-only, crash-safe log of episode steps for one run."""
 
-    def __init__(self, run_dir: str | Path, segment_rows: int = 20_000):
+    def __init__(self, run_dir: str | Path, segment_rows: int = 20_000, shard: int | None = None):
+        """``shard``: None for the run's only writer, which also recovers what any shard left;
+        a shard's number for one of several writers, which recovers only its own segments."""
         self.folder = Path(run_dir) / "log"
+        self.tag = f"s{shard:03d}-" if shard else ""  # this writer's segments; shard 0's are untagged
+        self.recovers = "live-*" if shard is None else f"live-{self.tag or '[0-9]'}*"
         self.folder.mkdir(parents=True, exist_ok=True)
         if not (self.folder / FORMAT_FILE).exists() and not any(self.folder.iterdir()):
             (self.folder / FORMAT_FILE).write_text(json.dumps({"format": LOG_FORMAT}))
@@ -105,7 +112,7 @@ class DialogueLog:
             self._file = None
         live = self._live_path(self.segment)
         if live.exists():
-            self._segment.write(self.folder, self.segment)
+            self._segment.write(self.folder, f"{self.tag}{self.segment:05d}")
             live.unlink()
         self.segment += 1
         self._segment = Segment()
@@ -117,25 +124,25 @@ class DialogueLog:
 
     # -- housekeeping --
     def _live_path(self, n: int) -> Path:
-        return self.folder / f"live-{n:05d}.jsonl"
+        return self.folder / f"live-{self.tag}{n:05d}.jsonl"
 
     def _next_segment_number(self) -> int:
-        numbers = [_segment_number(p) for p in self.folder.glob("steps-*.parquet")]
+        numbers = [_segment_number(p) for p in self.folder.glob(f"steps-{self.tag or '[0-9]'}*.parquet")]
         return max(numbers, default=-1) + 1
 
     def _recover(self) -> None:
         """After a crash: drop a torn last line, and finish any compaction that was interrupted."""
         memories = None  # what the segments before a leftover live one say; read once, carried on
-        for live in sorted(self.folder.glob("live-*.jsonl")):
-            n = _segment_number(live)
-            if (self.folder / f"steps-{n:05d}.parquet").exists():
+        for live in sorted(self.folder.glob(self.recovers)):
+            name = _segment_name(live)
+            if (self.folder / f"steps-{name}.parquet").exists():
                 live.unlink()  # the Parquet copy was complete (written under a temp name, renamed)
                 continue
             drop_torn_tail(live)
             lines = list(_jsonl_lines(live))
             memories = compacted_memories(self.folder) if memories is None else memories
             records = list(decoded(lines, None, memories))  # LogDamaged names a bad line
-            segment_of(records, [line.rstrip("\n") for line, _ in lines]).write(self.folder, n)
+            segment_of(records, [line.rstrip("\n") for line, _ in lines]).write(self.folder, name)
             live.unlink()
 
 
@@ -203,11 +210,11 @@ class Segment:
     def messages_table(self) -> pa.Table:
         return pa.table(self.messages, schema=MESSAGE_SCHEMA)
 
-    def write(self, folder: Path, n: int) -> None:
+    def write(self, folder: Path, name: str) -> None:
         """As steps/messages Parquet files, each written under a temp name and renamed."""
         if len(self):
-            _write_atomic(pa.table(self.steps), folder / f"steps-{n:05d}.parquet")
-            _write_atomic(self.messages_table(), folder / f"messages-{n:05d}.parquet")
+            _write_atomic(pa.table(self.steps), folder / f"steps-{name}.parquet")
+            _write_atomic(self.messages_table(), folder / f"messages-{name}.parquet")
 
 
 def segment_of(records: Iterable[StepRecord], lines: Iterable[str]) -> Segment:
@@ -307,24 +314,24 @@ class LogTail:
     def __init__(self, run_dir: str | Path):
         self.folder = _log_folder(run_dir)
         self.memories: dict[int, Memory] = {}  # the decoder's, carried from read to read
-        self.finished: set[int] = set()  # segments read to their end (compacted)
-        self.taken: dict[int, tuple[int, int]] = {}  # live segment -> (whole lines read, bytes read)
+        self.finished: set[str] = set()  # segments read to their end (compacted), by name
+        self.taken: dict[str, tuple[int, int]] = {}  # live segment -> (whole lines read, bytes read)
 
     def read(self) -> list[StepRecord]:
         lines: list[tuple[str, str]] = []
         for path in sorted(self.folder.glob("steps-*.parquet")):
-            n = _segment_number(path)
+            n = _segment_name(path)
             if n not in self.finished:
                 already, _ = self.taken.pop(n, (0, 0))
                 lines += list(_segment_lines(path, None, None))[already:]
                 self.finished.add(n)
         for path in sorted(self.folder.glob("live-*.jsonl")):
-            n = _segment_number(path)
+            n = _segment_name(path)
             if n not in self.finished:
                 lines += self._new_lines(path, n)
         return list(decoded(lines, None, self.memories))
 
-    def _new_lines(self, path: Path, n: int) -> list[tuple[str, str]]:
+    def _new_lines(self, path: Path, n: str) -> list[tuple[str, str]]:
         count, offset = self.taken.get(n, (0, 0))
         try:
             with open(path, "rb") as f:
@@ -339,7 +346,12 @@ class LogTail:
 
 
 def _segment_number(path: Path) -> int:
-    return int(path.stem.split("-")[1])
+    return int(path.stem.rsplit("-", 1)[1])
+
+
+def _segment_name(path: Path) -> str:
+    """A segment's name without its kind: "00003", or "s001-00003" for a shard's."""
+    return path.stem.split("-", 1)[1]
 
 
 def read_messages(run_dir: str | Path) -> pa.Table:

@@ -19,7 +19,7 @@ from typing import Iterator
 from academe.simulation.config import ConfigError, SimulationConfig, dump_config
 
 CONFIG_FILE, SUMMARY_FILE, STARTED_FILE, LOCK_FILE = "config.yaml", "summary.json", "started.json", "run.lock"
-MAY_CHANGE = ("ray", "run.concurrency")  # what a resume may run differently: where, and how many at once
+MAY_CHANGE = ("ray", "run.concurrency", "run.shards")  # what a resume may run differently: where, how many at once
 
 
 class RunInUse(RuntimeError):
@@ -49,7 +49,7 @@ def check_unchanged(run_dir: Path, config: SimulationConfig) -> None:
                if not c.startswith(tuple(f"{field}." for field in MAY_CHANGE) + tuple(f"{f}:" for f in MAY_CHANGE))]
     if changes:
         raise ConfigError(f"{run_dir / CONFIG_FILE} was edited since the run started ({'; '.join(changes)}); "
-                          "a run goes on with the config it started with (only ray.* and run.concurrency may "
+                          "a run goes on with the config it started with (only ray.*, run.concurrency and run.shards may "
                           "change): undo the edit, or start a new run with the new config")
 
 

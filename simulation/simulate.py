@@ -35,9 +35,11 @@ from academe.simulation.config import ConfigError, SimulationConfig, TaskSection
 from academe.simulation.fork import fork_batch, load_versions
 from academe.simulation.lineage import read_lineage
 from academe.simulation.log import DialogueLog
+from academe.simulation.placement import placement_groups
 from academe.simulation.run_folder import CONFIG_FILE, SUMMARY_FILE, check_unchanged, locked, write_config
 from academe.simulation.program_runner import ProgramRunner, Services
 from academe.simulation.runner import Batch, Progress, Runner, restore
+from academe.simulation.shards import run_sharded
 from academe.simulation.summary import summarize, summarize_program
 
 
@@ -90,7 +92,8 @@ def ray_session(config: SimulationConfig):
     import ray
 
     ray.init(address=config.ray.address, num_cpus=config.ray.num_cpus if not config.ray.address else None,
-             include_dashboard=False, log_to_driver=False, configure_logging=False)
+             include_dashboard=config.ray.dashboard, dashboard_host="127.0.0.1", log_to_driver=False,
+             configure_logging=False, runtime_env=config.ray.runtime_env)
     try:
         yield
     finally:
@@ -243,7 +246,7 @@ def held_out_tasks(config: SimulationConfig, tasks: list[Task]) -> list[Task]:
 def execute(config: SimulationConfig, checked: Plan, run_dir: Path,
             on_progress: Callable[[Progress], None] | None = None, resume: bool = False) -> dict:
     started = time.perf_counter()
-    with locked(run_dir), ray_session(config):
+    with locked(run_dir), ray_session(config), placement_groups(config):
         check_resources(config)
         pool = ModelPool(config.models, use_ray=config.ray.enabled)
         try:
@@ -277,8 +280,12 @@ def run_protocol(config: SimulationConfig, checked: Plan, run_dir: Path, pool: M
         batch = fork_batch(checked, lineage)
     else:
         batch = Batch(checked.protocol, checked.options, checked.cast, dict(enumerate(checked.tasks)))
-    outcomes = runner.run(batch, restored=restored, finished=finished, hooks=hooks)
-    summary = summarize(outcomes, runner.progress)
+    if config.run.shards > 1:
+        outcomes, progress = run_sharded(batch, config.run.shards, pool, run_dir, runner.run_id, runner.seed,
+                                         runner.concurrency, runner.max_batch, restored, finished, runner.on_progress)
+    else:
+        outcomes, progress = runner.run(batch, restored=restored, finished=finished, hooks=hooks), runner.progress
+    summary = summarize(outcomes, progress)
     if hooks:
         from academe.trainers.plot import plot_training
 
@@ -340,9 +347,11 @@ def check_resources(config: SimulationConfig) -> None:
     import ray
 
     total = ray.cluster_resources()
+    actors = [*config.models.values(), *config.training.values()]
     for resource, key in (("CPU", "num_cpus"), ("GPU", "num_gpus")):
-        wanted = sum(getattr(m, key) for m in config.models.values()) + sum(
-            getattr(t, key) for t in config.training.values())
+        # an actor in a placement group takes from its group's reservation, counted by the group
+        wanted = sum(getattr(a, key) for a in actors if a.placement is None) + sum(
+            bundle.get(resource, 0) for group in config.placement.values() for bundle in group.bundles)
         if wanted > total.get(resource, 0) + 1e-9:
             raise ConfigError(f"the models and trainers ask for {wanted:g} {resource}s in all (models.*.{key}, "
                               f"training.*.{key}) but the Ray cluster has {total.get(resource, 0):g}; lower them "

@@ -43,8 +43,11 @@ class ModelTrainer:
             return Trainer(self.spec, self.section.settings, self.section.threads)
         import ray
 
+        from academe.simulation.placement import actor_options
+
         actor = ray.remote(Trainer).options(num_cpus=self.section.num_cpus, num_gpus=self.section.num_gpus,
-                                            max_concurrency=2)  # a second thread answers status()
+                                            max_concurrency=2,  # a second thread answers status()
+                                            **actor_options(self.section.placement, self.section.resources))
         return actor.remote(self.spec, self.section.settings, self.section.threads)
 
     async def call(self, method: str, *args):

@@ -123,6 +123,13 @@ def backend_kind(kind: str) -> BackendKind:
                      "backend's function as 'package.module:function' (it gets the model's spec, returns a Backend)")
 
 
+class Placement(Record):
+    """Where an actor goes: a bundle of one of the config's placement groups (``placement:``)."""
+
+    group: str = Field(min_length=1)
+    bundle: int = Field(0, ge=0)
+
+
 class ModelSpec(Record):
     """What to load and where to run it; flat, so it can be handed to an actor as arguments.
 
@@ -140,6 +147,8 @@ class ModelSpec(Record):
     num_gpus: float = Field(0.0, ge=0.0, le=64)
     threads: int | None = Field(None, ge=1, le=1024, description="torch threads (default: num_cpus)")
     max_batch_size: int = Field(32, ge=1, le=4096)
+    resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources the actor needs")
+    placement: Placement | None = Field(None, description="a bundle of a placement group (config placement:)")
     options: dict[str, Any] = Field(default_factory=dict, description="the kind's own settings (see its settings record)")
 
     @field_validator("kind")
