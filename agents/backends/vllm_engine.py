@@ -109,6 +109,7 @@ class VLLMBackend:
 
     async def _answer(self, prompt: Prompt) -> Reply:
         from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
 
         await self._open.wait()
         self._active += 1
@@ -120,7 +121,8 @@ class VLLMBackend:
             ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
             s = prompt.sampling
             params = SamplingParams(max_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p,
-                                    seed=None if s.greedy else prompt.seed)
+                                    seed=None if s.greedy else prompt.seed,
+                                    output_kind=RequestOutputKind.FINAL_ONLY)  # no per-token outputs to build
             final = None
             async for final in self.engine.generate({"prompt_token_ids": ids}, params, request_id=str(next(self._ids))):
                 pass
