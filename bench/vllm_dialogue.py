@@ -94,9 +94,12 @@ def run_academe(kind: str, questions, rounds: int, out: Path) -> dict:
     from academe.simulation.log import DialogueLog, read_messages
     from academe.simulation.runner import Batch, Runner
 
+    import torch
+
+    gpus = 1 if torch.cuda.is_available() else 0  # on a GPU machine both paths use one GPU
     options = {"max_model_len": 2048} if kind == "vllm" else {}
     spec = ModelSpec(kind=kind, path="smollm2", dtype="bfloat16" if kind == "vllm" else "float32", num_cpus=2,
-                     max_batch_size=len(questions) * 2, options=options)
+                     num_gpus=gpus, max_batch_size=len(questions) * 2, options=options)
     pool = ModelPool({"smollm2": spec})
     sampling = Sampling(max_new_tokens=NEW_TOKENS)
     cast = {"teacher": (AgentSpec(name="teacher", role="teacher", model="smollm2", sampling=sampling),),
@@ -195,7 +198,7 @@ def main():
         results["academe transformers"] = run_academe("transformers", questions, args.rounds, out)
     ray.shutdown()
 
-    print(f"\n{args.dialogues} dialogues x {args.rounds} rounds, {NEW_TOKENS} new tokens max, greedy, SmolLM2 (2 cores)")
+    print(f"\n{args.dialogues} dialogues x {args.rounds} rounds, {NEW_TOKENS} new tokens max, greedy, SmolLM2 bf16")
     print(f"{'path':<28}{'messages':>9}{'tokens':>8}{'wall s':>9}{'tok/s':>9}{'driver/client CPU ms/msg':>26}"
           f"{'model actor CPU ms/msg':>24}")
     for name, r in results.items():

