@@ -146,3 +146,46 @@ def test_a_trainer_publishes_into_the_engine_and_replies_carry_the_new_version(r
     assert training["versions"] == [1, 2] and all(p["published_to"] == ["student"] for p in trained), training
     versions = read_messages(run_dir).to_pandas().model_version
     assert versions.min() == 0 and versions.max() == 1  # episodes 4..7 were answered after version 1 landed
+
+
+def test_the_openai_backend_against_vllm_serve_matches_transformers_greedy(tmp_path):
+    """`vllm serve` (vLLM's own OpenAI-compatible server) on loopback, reached by the openai kind."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from academe.agents.models import local_folder
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    device = [] if GPUS else ["--enforce-eager"]
+    cpu = {} if GPUS else {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "0-1",
+                           "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}  # else it reserves 92% of the memory
+    server = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model",
+                               str(local_folder("smollm2")), "--served-model-name", "smollm2", "--host", "127.0.0.1",
+                               "--port", str(port), "--dtype", "float32", "--max-model-len", "1024", *device],
+                              env={**os.environ, **cpu}, stdout=subprocess.DEVNULL,
+                              stderr=open(tmp_path / "serve.log", "w"))
+    try:
+        deadline = time.time() + 300
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+                assert time.time() < deadline, "vllm serve did not come up in 300 s"
+                time.sleep(1)
+        os.environ["ACADEME_TEST_SERVE_KEY"] = "no-key-needed-here"
+        api = load_backend(ModelSpec(kind="openai", path="smollm2", options={
+            "base_url": f"http://127.0.0.1:{port}/v1", "api_key_env": "ACADEME_TEST_SERVE_KEY"}))
+        replies = api.generate(prompts())
+        hf = load_backend(ModelSpec(kind="transformers", path="smollm2", dtype="float32", num_cpus=2))
+        assert [r.text for r in replies] == [r.text for r in hf.generate(prompts())]
+        assert all(r.error is None and r.completion_tokens > 0 for r in replies)
+    finally:
+        server.terminate()
+        server.wait(60)
