@@ -80,12 +80,14 @@ class ModelServer:
         return {"model": self.backend.model_name, "version": self.backend.version, "pid": os.getpid(), "node": node,
                 "placement_group": group}
 
-    def generate(self, prompts: Sequence[Prompt]) -> list[Reply]:
+    def generate(self, prompts: Sequence[Prompt], adapter: str | None = None) -> list[Reply]:
+        if adapter is not None:
+            raise TypeError(f"model {self.backend.model_name!r} hosts no adapter models (asked for {adapter!r})")
         return self.backend.generate(prompts)
 
-    def generate_json(self, prompts: bytes) -> bytes:
+    def generate_json(self, prompts: bytes, adapter: str | None = None) -> bytes:
         """``generate`` with the batch and its replies as JSON (what a Ray call sends)."""
-        return REPLIES.dump_json(self.backend.generate(PROMPTS.validate_json(prompts)))
+        return REPLIES.dump_json(self.generate(PROMPTS.validate_json(prompts), adapter))
 
     def version(self) -> int:
         return self.backend.version
@@ -101,9 +103,11 @@ class ModelServer:
         self._trainable().load_state_dict(from_wire(state), version)
         return version
 
-    def load_adapter(self, adapter: dict, lora: dict, version: int) -> int:
-        """Load a LoRA adapter over the base weights; returns the new version as the acknowledgement."""
-        self._trainable().load_adapter(from_wire(adapter), lora, version)
+    def load_adapter(self, adapter: dict, lora: dict, version: int, name: str | None = None) -> int:
+        """Load a LoRA adapter over the base weights (for ``name``, a model this one hosts, or for
+        this model itself); returns the new version as the acknowledgement."""
+        hosted = {"name": name} if name is not None else {}  # backends that host no adapters take no name
+        self._trainable().load_adapter(from_wire(adapter), lora, version, **hosted)
         return version
 
     def _trainable(self) -> TrainableBackend:
@@ -116,12 +120,19 @@ class AsyncModelServer(ModelServer):
     """A ``ModelServer`` for an engine that batches continuously: as a Ray async actor it serves
     several batches at once (weight swaps and the like still run one at a time)."""
 
-    async def generate_json(self, prompts: bytes) -> bytes:
-        return REPLIES.dump_json(await self.backend.agenerate(PROMPTS.validate_json(prompts)))
+    async def generate_json(self, prompts: bytes, adapter: str | None = None) -> bytes:
+        return REPLIES.dump_json(await self.agenerate(PROMPTS.validate_json(prompts), adapter))
+
+    async def agenerate(self, prompts: Sequence[Prompt], adapter: str | None = None) -> list[Reply]:
+        if adapter is None:
+            return await self.backend.agenerate(prompts)
+        return await self.backend.agenerate(prompts, adapter=adapter)
 
 
 class ModelPool:
-    """One ``ModelServer`` per named model; Ray actors when ``use_ray``, else local objects."""
+    """One ``ModelServer`` per named model; Ray actors when ``use_ray``, else local objects. A
+    hosted model (a LoRA adapter) has no server of its own: its batches go to its host's server,
+    tagged with its name."""
 
     def __init__(self, specs: dict[str, ModelSpec], use_ray: bool = True):
         self.specs = dict(specs)
@@ -130,7 +141,8 @@ class ModelPool:
         self.servers: dict[str, object] = {}
         try:
             for name, spec in self.specs.items():
-                self.servers[name] = self._start(name, spec)
+                if not spec.backend.hosted:
+                    self.servers[name] = self._start(name, spec)
             if use_ray:
                 import ray
 
@@ -176,19 +188,25 @@ class ModelPool:
                                   f"{root_cause(exc)}") from None
 
     def server(self, model: str):
+        """The server that answers ``model`` (its host's, for a hosted model)."""
+        spec = self.specs.get(model)
         try:
-            return self.servers[model]
+            return self.servers[spec.path if spec is not None and spec.backend.hosted else model]
         except KeyError:
-            raise KeyError(f"no model named {model!r}; models: {', '.join(self.servers)}") from None
+            raise KeyError(f"no model named {model!r}; models: {', '.join(self.specs)}") from None
+
+    def adapter(self, model: str) -> str | None:
+        """The adapter name a batch for ``model`` carries to its host (None: not hosted)."""
+        return model if self.specs[model].backend.hosted else None
 
     async def generate(self, model: str, prompts: Sequence[Prompt]) -> list[Reply]:
         """Answer a batch on the named model; awaitable with or without Ray."""
-        server = self.server(model)
+        server, adapter = self.server(model), self.adapter(model)
         if self.use_ray:
-            return REPLIES.validate_json(await server.generate_json.remote(PROMPTS.dump_json(list(prompts))))
+            return REPLIES.validate_json(await server.generate_json.remote(PROMPTS.dump_json(list(prompts)), adapter))
         if isinstance(server.backend, AsyncBackend):
-            return await server.backend.agenerate(list(prompts))
-        return await asyncio.to_thread(server.generate, list(prompts))
+            return await server.agenerate(list(prompts), adapter)
+        return await asyncio.to_thread(server.generate, list(prompts), adapter)
 
     def call(self, model: str, method: str, *args):
         """Call a server method synchronously (info, version, load_state_dict)."""

@@ -182,6 +182,9 @@ class SimulationConfig(Record):
                 raise ValueError(f"training.{name}.role: say whose logged turns train model {name!r}")
             if section.role is not None and section.role not in {a.role for a in specs.values() if a.model == name}:
                 raise ValueError(f"training.{name}.role: no agent of role {section.role!r} uses model {name!r}")
+        for name, spec in self.models.items():
+            if spec.backend.hosted:
+                self._check_host(name, spec)
         placed = [(f"models.{n}", m.placement) for n, m in self.models.items()] + [
             (f"training.{n}", t.placement) for n, t in self.training.items()]
         for where, placement in placed:
@@ -209,6 +212,27 @@ class SimulationConfig(Record):
                 yield from ((f"agents.{key}.{i}", a) for i, a in enumerate(entry))
             else:
                 yield f"agents.{key}", entry
+
+    def _check_host(self, name: str, spec: ModelSpec) -> None:
+        """A hosted model (an adapter) names a model whose engine serves adapters, with room for it."""
+        host = self.models.get(spec.path)
+        slots = getattr(host.settings(), "max_loras", 0) if host is not None and not host.backend.hosted else 0
+        if not slots:
+            raise ValueError(f"models.{name}.path: a model of kind {spec.kind!r} names the model whose engine serves "
+                             f"it, one of kind vllm with options.max_loras > 0; {spec.path!r} is not one")
+        guests = [n for n, m in self.models.items() if m.backend.hosted and m.path == spec.path]
+        if len(guests) > slots:
+            raise ValueError(f"models.{spec.path}.options.max_loras: {slots}, but {len(guests)} adapter models "
+                             f"are served by it ({', '.join(guests)})")
+        training = self.training.get(name)
+        if training is not None and (training.settings.mode != "lora" or training.publish != "adapter"):
+            raise ValueError(f"training.{name}: model {name!r} is an adapter on {spec.path!r}'s engine, so its trainer "
+                             "trains and publishes a LoRA adapter (settings.mode: lora, publish: adapter)")
+
+    def trained_spec(self, model: str) -> ModelSpec:
+        """The spec a trainer of ``model`` loads: its host's, for an adapter served by another model."""
+        spec = self.models[model]
+        return self.models[spec.path] if spec.backend.hosted else spec
 
     def agent_specs(self) -> dict[str, AgentSpec]:
         """Every agent by name, in config order (the order of seats within a role)."""

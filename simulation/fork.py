@@ -223,7 +223,7 @@ def load_versions(pool, config: SimulationConfig, lineage: Lineage) -> None:
     for model, version in lineage.versions.items():
         if not version:
             continue
-        trainer = ModelTrainer(model, config.models[model], parent.training[model], parent_dir, config.ray.enabled)
+        trainer = ModelTrainer(model, config.trained_spec(model), parent.training[model], parent_dir, config.ray.enabled)
         trainer.version = asyncio.run(trainer.call("load", checkpoint_folder(parent_dir, model, version)))
         report = asyncio.run(trainer.publish(pool))
         if not report.ok:

@@ -317,7 +317,7 @@ def program_services(config: SimulationConfig, checked: Plan, run_dir: Path, poo
     if config.training:
         from academe.trainers.handle import ModelTrainer
 
-        trainers = {model: ModelTrainer(model, config.models[model], section, run_dir, config.ray.enabled)
+        trainers = {model: ModelTrainer(model, config.trained_spec(model), section, run_dir, config.ray.enabled)
                     for model, section in config.training.items()}
 
     async def evaluate(agent: AgentSpec, protocol: Protocol, tasks: list[Task]) -> tuple[float, int]:
@@ -347,7 +347,7 @@ def check_resources(config: SimulationConfig) -> None:
     import ray
 
     total = ray.cluster_resources()
-    actors = [*config.models.values(), *config.training.values()]
+    actors = [*(m for m in config.models.values() if not m.backend.hosted), *config.training.values()]
     for resource, key in (("CPU", "num_cpus"), ("GPU", "num_gpus")):
         # an actor in a placement group takes from its group's reservation, counted by the group
         wanted = sum(getattr(a, key) for a in actors if a.placement is None) + sum(
@@ -368,7 +368,7 @@ def training_hooks(config: SimulationConfig, checked: Plan, run_dir: Path) -> li
     if checked.held_out:
         agent = checked.cast[config.evaluation.learner][0]
         evaluation = Evaluation(agent, checked.protocol, checked.options, checked.held_out)
-    return [ScheduledTraining(model, section, config.models[model], checked.protocol, run_dir,
+    return [ScheduledTraining(model, section, config.trained_spec(model), checked.protocol, run_dir,
                               use_ray=config.ray.enabled,
                               evaluation=evaluation if evaluation and evaluation.agent.model == model else None)
             for model, section in config.training.items()]

@@ -151,6 +151,6 @@ def test_a_backend_kind_that_cannot_load_is_named_before_the_run_starts(tmp_path
 def test_only_trainable_kinds_can_be_trained():
     from academe.agents.backends.base import BACKEND_KINDS, backend_kind
 
-    assert [k.name for k in BACKEND_KINDS.values() if k.trainable] == ["transformers", "vllm"]
-    assert [k.name for k in BACKEND_KINDS.values() if k.adapters] == ["transformers"]
+    assert [k.name for k in BACKEND_KINDS.values() if k.trainable] == ["transformers", "vllm", "adapter"]
+    assert [k.name for k in BACKEND_KINDS.values() if k.adapters] == ["transformers", "adapter"]
     assert not backend_kind("agents_for_tests:shouting_backend").trainable

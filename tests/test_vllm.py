@@ -189,3 +189,85 @@ def test_the_openai_backend_against_vllm_serve_matches_transformers_greedy(tmp_p
     finally:
         server.terminate()
         server.wait(60)
+
+
+def random_adapter(seed: int, rank: int = 8) -> tuple[dict, dict]:
+    """A LoRA adapter of SmolLM2 with random B matrices (strong enough to change greedy text)."""
+    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
+    from transformers import AutoModelForCausalLM
+
+    from academe.agents.models import local_folder
+    from academe.trainers.trainer import LORA_TARGETS
+
+    torch.manual_seed(seed)
+    lora = {"r": rank, "lora_alpha": 2 * rank, "target_modules": list(LORA_TARGETS)}
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(local_folder("smollm2")), LoraConfig(**lora))
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0.0, 0.03)
+    return {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}, lora
+
+
+def peft_replies(adapter: dict, lora: dict) -> list[str]:
+    """Greedy replies of the transformers backend (HF + peft) with the adapter."""
+    hf = load_backend(ModelSpec(kind="transformers", path="smollm2", dtype="float32", num_cpus=2))
+    if adapter:
+        hf.load_adapter(adapter, lora, version=1)
+    return [r.text for r in hf.generate(prompts())]
+
+
+def test_one_engine_serves_several_adapter_models_each_as_peft_would_in_one_mixed_batch():
+    import asyncio
+
+    engine = load_backend(ModelSpec(**vllm_model(dtype="float32", num_cpus=2, options={
+        "max_model_len": 1024, "kv_cache_gib": 1, "max_loras": 2, "max_lora_rank": 8})))
+    try:
+        (a, lora), (b, _), (a2, _) = random_adapter(1), random_adapter(2), random_adapter(3)
+        base_text, a_text, b_text, a2_text = (peft_replies(x, lora) for x in (None, a, b, a2))
+        assert len({tuple(t) for t in (base_text, a_text, b_text, a2_text)}) == 4, "the adapters change nothing"
+
+        async def mixed():  # base, a and b requests in the engine at once
+            return await asyncio.gather(*(engine.agenerate(prompts(), adapter=name) for name in (None, "a", "b")))
+
+        base_0, a_0, b_0 = asyncio.run(mixed())  # before any adapter arrives, "a" and "b" are the base model
+        assert [r.text for r in a_0] == [r.text for r in b_0] == base_text
+        assert {(r.model, r.model_version) for r in a_0} == {("a", 0)}
+        engine.load_adapter(a, lora, version=1, name="a")
+        engine.load_adapter(b, lora, version=1, name="b")
+        base_1, a_1, b_1 = asyncio.run(mixed())
+        assert [r.text for r in base_1] == base_text  # the base requests got no adapter (the CPU kernel bug)
+        assert [r.text for r in a_1] == a_text and [r.text for r in b_1] == b_text
+        engine.load_adapter(a2, lora, version=2, name="a")  # a new version of "a": not the old files again
+        base_2, a_2, b_2 = asyncio.run(mixed())
+        assert [r.text for r in a_2] == a2_text and [r.text for r in b_2] == b_text
+        assert {(r.model, r.model_version) for r in a_2} == {("a", 2)} and {r.model_version for r in b_2} == {1}
+        with pytest.raises(ValueError, match="rank 16, above options.max_lora_rank 8"):
+            engine.load_adapter(*random_adapter(4, rank=16), version=3, name="a")
+    finally:
+        engine.close()
+
+
+def test_a_trainer_publishes_an_adapter_model_into_its_hosts_engine(ray_local, tmp_path, monkeypatch):
+    from academe.protocols import PROTOCOLS
+    from academe.simulation.config import parse_config
+    from academe.simulation.log import read_messages
+    from test_training_in_simulation import drill
+
+    monkeypatch.setitem(PROTOCOLS, "drill", drill)
+    run_dir, summary = start_run(parse_config({
+        "run": {"name": "lora", "episodes": 8, "concurrency": 4, "out_dir": str(tmp_path)},
+        "protocol": {"name": "drill"},
+        "tasks": {"source": "generated", "steps": 1},
+        "models": {"base": vllm_model(options={"max_model_len": 1024, "max_loras": 2, "max_lora_rank": 8}),
+                   "student_a": {"kind": "adapter", "path": "base"}},
+        "agents": {"student": {"role": "student", "model": "student_a", "sampling": {"max_new_tokens": 8}}},
+        "training": {"student_a": {"role": "student", "every_episodes": 4, "num_cpus": 1,
+                                   "settings": {"steps": 1, "batch_size": 2, "lr": 0.001, "max_seq_len": 128,
+                                                "lora_r": 8, "lora_alpha": 16}}},
+    }))
+    (training,) = summary["training"]
+    assert training["versions"] == [1, 2], training
+    frame = read_messages(run_dir).to_pandas()
+    assert set(frame.model) == {"student_a"} and frame.model_version.min() == 0 and frame.model_version.max() == 1
+    assert "student_a" not in summary["models"]  # it has no actor of its own: the base's engine serves it

@@ -113,11 +113,13 @@ class ModelTrainer:
     async def publish(self, pool) -> PublishReport:
         """Send the current version to the model's actor and wait for its acknowledgement."""
         receivers = {self.model: pool.server(self.model)}
-        what = self.section.publish if self.spec.backend.adapters else "full"  # an engine without adapters: merged
+        hosted = {self.model: self.model} if pool.adapter(self.model) else {}  # an adapter on its host's engine
+        adapters = bool(hosted) or self.spec.backend.adapters  # an engine without adapters gets merged weights
+        what = self.section.publish if adapters else "full"
         if self.use_ray:
-            return await self.call("publish_to", receivers, what, self.section.publish_timeout_s)
+            return await self.call("publish_to", receivers, what, self.section.publish_timeout_s, hosted)
         weights = self.trainer.weights(what)
-        return publish_local(receivers, weights, self.version, what, self.trainer.lora_settings())
+        return publish_local(receivers, weights, self.version, what, self.trainer.lora_settings(), hosted)
 
     def status_line(self, status: dict) -> str:
         return (f"training {self.model} v{status['version'] + 1}: step {status['step']}/{status['steps']}, "

@@ -30,13 +30,15 @@ class PublishReport(Record):
 
 
 def publish(receivers: dict[str, object], weights: dict, version: int, what: What = "full",
-            lora: dict | None = None, timeout_s: float = 60.0) -> PublishReport:
-    """Send ``weights`` (a full or partial state dict, or a LoRA adapter) to Ray actor receivers."""
+            lora: dict | None = None, timeout_s: float = 60.0, hosted: dict[str, str] | None = None) -> PublishReport:
+    """Send ``weights`` (a full or partial state dict, or a LoRA adapter) to Ray actor receivers;
+    ``hosted`` names the adapter a receiver loads for a model it hosts."""
+    hosted = hosted or {}
     import ray
 
     start = time.perf_counter()
     ref = ray.put(to_wire(weights))  # once, whatever the number of receivers; no per-parameter calls
-    calls = {name: (actor.load_adapter.remote(ref, lora, version) if what == "adapter"
+    calls = {name: (actor.load_adapter.remote(ref, lora, version, hosted.get(name)) if what == "adapter"
                     else actor.load_state_dict.remote(ref, version)) for name, actor in receivers.items()}
     ready, _ = ray.wait(list(calls.values()), num_returns=len(calls), timeout=timeout_s)
     ready = set(ready)
@@ -51,12 +53,12 @@ def publish(receivers: dict[str, object], weights: dict, version: int, what: Wha
 
 
 def publish_local(receivers: dict[str, object], weights: dict, version: int, what: What = "full",
-                  lora: dict | None = None) -> PublishReport:
+                  lora: dict | None = None, hosted: dict[str, str] | None = None) -> PublishReport:
     """The same for receivers in this process (runs without Ray)."""
     start = time.perf_counter()
     acknowledged, failed = [], {}
     for name, server in receivers.items():
-        load = (lambda: server.load_adapter(weights, lora, version)) if what == "adapter" else (
+        load = (lambda: server.load_adapter(weights, lora, version, (hosted or {}).get(name))) if what == "adapter" else (
             lambda: server.load_state_dict(weights, version))
         _judge(name, load, version, acknowledged, failed)
     return PublishReport(version=version, what=what, acknowledged=tuple(acknowledged), failed=failed,

@@ -251,11 +251,11 @@ class Trainer:
                 state[clean] = tensor.detach().cpu().clone()
         return state
 
-    def publish_to(self, receivers: dict, what: str, timeout_s: float):
+    def publish_to(self, receivers: dict, what: str, timeout_s: float, hosted: dict[str, str] | None = None):
         """Publish this trainer's current version to model actors (from inside the trainer actor)."""
         from academe.trainers.publish import publish
 
-        return publish(receivers, self.weights(what), self.version, what, self.lora_settings(), timeout_s)
+        return publish(receivers, self.weights(what), self.version, what, self.lora_settings(), timeout_s, hosted)
 
     def lora_settings(self) -> dict | None:
         """The adapter's shape, for receivers that wrap their model to load adapters."""

@@ -51,7 +51,8 @@ class TrainableBackend(Backend, Protocol):
 
     def load_state_dict(self, state: dict, version: int) -> None: ...
 
-    def load_adapter(self, adapter: dict, lora: dict, version: int) -> None: ...  # kinds with adapters=True
+    def load_adapter(self, adapter: dict, lora: dict, version: int, name: str | None = None) -> None:
+        """Kinds with adapters=True; ``name``: the hosted adapter model it is for (None: this model)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class BackendKind:
     local_files: bool = True  # its check reads this machine (files, environment): skipped when models run on a cluster
     settings: str | None = None  # "module:Record" validating ModelSpec.options; None: the kind takes no options
     in_flight: int = 1  # batches the runner keeps in flight to one model (more than 1: an AsyncBackend)
+    hosted: bool = False  # no actor of its own: ``path`` names the model whose engine serves it (an adapter)
 
     def loader(self) -> Callable[["ModelSpec"], Backend]:
         return import_function(self.load, "backend")
@@ -110,6 +112,8 @@ BACKEND_KINDS: dict[str, BackendKind] = {kind.name: kind for kind in (
     BackendKind("vllm", load="academe.agents.backends.vllm_engine:load_vllm", trainable=True,
                 check="academe.agents.backends.vllm_engine:check_vllm",
                 settings="academe.agents.backends.vllm_engine:VLLMSettings", in_flight=8),
+    # path: a model of kind vllm with options.max_loras; this model is a LoRA adapter on its engine
+    BackendKind("adapter", load="", trainable=True, adapters=True, hosted=True, in_flight=8),
 )}
 
 

@@ -177,8 +177,10 @@ class TransformersBackend:
         self.model.load_state_dict(state, strict=False)
         self.version = version
 
-    def load_adapter(self, adapter: dict[str, torch.Tensor], lora: dict, version: int) -> None:
+    def load_adapter(self, adapter: dict[str, torch.Tensor], lora: dict, version: int, name: str | None = None) -> None:
         """Serve base weights + a LoRA adapter (wrapping the model with peft on first use)."""
+        if name is not None:
+            raise TypeError(f"model {self.model_name!r} (transformers) hosts no adapter models (asked for {name!r})")
         from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
 
         if not hasattr(self.model, "peft_config"):
