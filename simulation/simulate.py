@@ -195,6 +195,8 @@ def check_models(config: SimulationConfig) -> None:
             raise ConfigError(f"models.{name}.kind: {exc}") from None
         try:
             kind.check_model(spec)
+        except ImportError as exc:  # what the kind needs is not installed here
+            raise ConfigError(f"models.{name}.kind: {exc}") from None
         except (ValueError, OSError) as exc:
             where = "" if str(exc).startswith("options.") else ".path"
             raise ConfigError(f"models.{name}{where}: {exc}") from None

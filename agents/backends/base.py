@@ -64,7 +64,7 @@ class BackendKind:
     load: str  # (ModelSpec) -> Backend
     trainable: bool = False  # a trainer can fine-tune its weights and publish them to it
     adapters: bool = False  # it loads LoRA adapters (else a LoRA trainer publishes merged weights)
-    check: str | None = None  # (ModelSpec) -> None, raising ValueError/OSError: run before a run folder is made
+    check: str | None = None  # (ModelSpec) -> None, raising ValueError/OSError (ImportError: not installed)
     local_files: bool = True  # its check reads this machine (files, environment): skipped when models run on a cluster
     settings: str | None = None  # "module:Record" validating ModelSpec.options; None: the kind takes no options
     in_flight: int = 1  # batches the runner keeps in flight to one model (more than 1: an AsyncBackend)

@@ -314,7 +314,7 @@ def check_vllm(spec: ModelSpec) -> None:
 
     check_model_path(spec)
     if importlib.util.find_spec("vllm") is None:
-        raise ValueError(NOT_INSTALLED)
+        raise ImportError(NOT_INSTALLED)
 
 
 NOT_INSTALLED = ("vllm is not installed where this model runs (on GPUs: pip install 'academe[vllm]'; on CPUs: "
