@@ -110,6 +110,20 @@ class ModelServer:
         self._trainable().load_adapter(from_wire(adapter), lora, version, **hosted)
         return version
 
+    def weight_sync_info(self) -> dict:
+        """For a trainer that sends weights over NCCL (a vLLM engine made for it)."""
+        return self._nccl().weight_sync_info()
+
+    def weight_transfer(self, step: str, payload: dict | None, version: int) -> int:
+        """One step of an NCCL weight update (trainers/nccl_sync.py drives them)."""
+        self._nccl().weight_transfer(step, payload, version)
+        return version
+
+    def _nccl(self):
+        if not hasattr(self.backend, "weight_transfer"):
+            raise TypeError(f"model {self.backend.model_name!r} takes no weights over NCCL")
+        return self.backend
+
     def _trainable(self) -> TrainableBackend:
         if not isinstance(self.backend, TrainableBackend):
             raise TypeError(f"model {self.backend.model_name!r} cannot receive weights")

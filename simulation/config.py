@@ -178,6 +178,10 @@ class SimulationConfig(Record):
                 trainable = ", ".join(k.name for k in BACKEND_KINDS.values() if k.trainable)
                 raise ValueError(f"training.{name}: model {name!r} is {self.models[name].kind!r} and cannot be "
                                  f"trained; models of kind {trainable} can")
+            if getattr(self.models[name].settings(), "weight_sync", None) == "nccl" and not (
+                    self.models[name].num_gpus and section.num_gpus and self.ray.enabled):
+                raise ValueError(f"training.{name}: model {name!r} takes weights over NCCL (options.weight_sync), "
+                                 "so it and its trainer need GPUs (num_gpus > 0 on both) and Ray")
             if self.protocol is not None and section.role is None:
                 raise ValueError(f"training.{name}.role: say whose logged turns train model {name!r}")
             if section.role is not None and section.role not in {a.role for a in specs.values() if a.model == name}:

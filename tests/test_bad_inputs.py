@@ -50,6 +50,9 @@ CASES = [
     ("adapter model whose host serves no adapters", "run --set 'models.extra={{kind: adapter, path: smollm2}}'",
      "models.extra.path: a model of kind 'adapter' names the model whose engine serves it"),
     ("runner shards without Ray", "run --set run.shards=2", "run.shards: 2 runner shards need Ray"),
+    ("NCCL weight sync without GPUs",
+     "run --set 'models.smollm2={{kind: vllm, path: smollm2, options: {{weight_sync: nccl}}}}' "
+     "--set 'training.smollm2={{role: student}}'", "training.smollm2: model 'smollm2' takes weights over NCCL"),
     ("unknown placement group", "run --set 'models.smollm2.placement={{group: gpus}}'",
      "models.smollm2.placement.group: no placement group 'gpus'"),
     ("config holding an API key", f"run --set agents.student.persona={EXAMPLE_KEY}",

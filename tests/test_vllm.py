@@ -271,3 +271,28 @@ def test_a_trainer_publishes_an_adapter_model_into_its_hosts_engine(ray_local, t
     frame = read_messages(run_dir).to_pandas()
     assert set(frame.model) == {"student_a"} and frame.model_version.min() == 0 and frame.model_version.max() == 1
     assert "student_a" not in summary["models"]  # it has no actor of its own: the base's engine serves it
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL weight sync joins two GPUs (one each for the "
+                    "trainer and the engine; NCCL refuses two ranks on one device)")
+def test_a_trainer_sends_full_weights_over_nccl_into_the_engine(ray_local, tmp_path, monkeypatch):
+    from academe.protocols import PROTOCOLS
+    from academe.simulation.config import parse_config
+    from academe.simulation.log import read_messages
+    from test_training_in_simulation import drill
+
+    monkeypatch.setitem(PROTOCOLS, "drill", drill)
+    run_dir, summary = start_run(parse_config({
+        "run": {"name": "nccl", "episodes": 8, "concurrency": 4, "out_dir": str(tmp_path)},
+        "protocol": {"name": "drill"},
+        "tasks": {"source": "generated", "steps": 1},
+        "models": {"student": vllm_model(options={"max_model_len": 1024, "weight_sync": "nccl"})},
+        "agents": {"student": {"role": "student", "model": "student", "sampling": {"max_new_tokens": 8}}},
+        "training": {"student": {"role": "student", "every_episodes": 4, "num_cpus": 1, "num_gpus": 1,
+                                 "settings": {"mode": "full", "steps": 1, "batch_size": 2, "lr": 1e-5,
+                                              "max_seq_len": 128}}},
+    }))
+    (training,) = summary["training"]
+    trained = [p for p in training["phases"] if p["event"] == "trained"]
+    assert training["versions"] == [1, 2] and all(p["published_to"] == ["student"] for p in trained), training
+    assert read_messages(run_dir).to_pandas().model_version.max() == 1

@@ -116,6 +116,8 @@ class ModelTrainer:
         hosted = {self.model: self.model} if pool.adapter(self.model) else {}  # an adapter on its host's engine
         adapters = bool(hosted) or self.spec.backend.adapters  # an engine without adapters gets merged weights
         what = self.section.publish if adapters else "full"
+        if self.use_ray and what == "full" and getattr(self.spec.settings(), "weight_sync", None) == "nccl":
+            return await self.call("publish_nccl", receivers, self.section.publish_timeout_s)
         if self.use_ray:
             return await self.call("publish_to", receivers, what, self.section.publish_timeout_s, hosted)
         weights = self.trainer.weights(what)

@@ -224,31 +224,36 @@ class Trainer:
         return dict(self.live, version=self.version)
 
     # ---- publication ----
-    def weights(self, what: Literal["full", "adapter"]) -> dict[str, torch.Tensor]:
-        """What receivers load: the LoRA adapter only, or full weights (LoRA merged in)."""
+    def weights(self, what: Literal["full", "adapter"], on_device: bool = False) -> dict[str, torch.Tensor]:
+        """What receivers load: the LoRA adapter only, or full weights (LoRA merged in); copies on
+        the CPU, or (``on_device``, for an NCCL broadcast) on the trainer's device."""
+        def out(tensor: torch.Tensor) -> torch.Tensor:
+            return tensor.detach() if on_device else tensor.detach().cpu().clone()
+
         if what == "adapter":
             if self.lora_config is None:
                 raise ValueError("this trainer does full fine-tuning: there is no adapter to publish")
             from peft import get_peft_model_state_dict
 
-            return {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(self.model).items()}
+            return {k: out(v) for k, v in get_peft_model_state_dict(self.model).items()}
         if self.lora_config is not None:
-            return self._merged_state()
-        return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+            return self._merged_state(out)
+        return {k: out(v) for k, v in self.model.state_dict().items()}
 
-    def _merged_state(self) -> dict[str, torch.Tensor]:
+    def _merged_state(self, out) -> dict[str, torch.Tensor]:
         """Full weights with the adapter merged, leaving the trainable adapter in place."""
         state = {}
         base = self.model.get_base_model()
         for name, module in base.named_modules():
             if hasattr(module, "get_delta_weight") and "default" in getattr(module, "lora_A", {}):
-                state[f"{name}.weight"] = (module.base_layer.weight + module.get_delta_weight("default")).detach().cpu()
+                state[f"{name}.weight"] = (module.base_layer.weight + module.get_delta_weight("default")).detach()
         seen = {t.data_ptr() for t in state.values()}
+        state = {k: out(v) for k, v in state.items()}
         for name, tensor in base.state_dict().items():
             clean = name.replace(".base_layer", "")
             if "lora_" not in name and clean not in state and tensor.data_ptr() not in seen:
                 seen.add(tensor.data_ptr())  # tied weights (embeddings and output head) travel once
-                state[clean] = tensor.detach().cpu().clone()
+                state[clean] = out(tensor)
         return state
 
     def publish_to(self, receivers: dict, what: str, timeout_s: float, hosted: dict[str, str] | None = None):
@@ -256,6 +261,15 @@ class Trainer:
         from academe.trainers.publish import publish
 
         return publish(receivers, self.weights(what), self.version, what, self.lora_settings(), timeout_s, hosted)
+
+    def publish_nccl(self, receivers: dict, timeout_s: float):
+        """Publish this trainer's current version over NCCL, GPU to GPU, to vLLM engines made with
+        ``weight_sync: nccl`` (from inside the trainer actor; the group is made at the first call)."""
+        from academe.trainers.nccl_sync import NCCLPublisher
+
+        if not hasattr(self, "_nccl"):
+            self._nccl = NCCLPublisher()
+        return self._nccl.publish(receivers, lambda: self.weights("full", on_device=True), self.version, timeout_s)
 
     def lora_settings(self) -> dict | None:
         """The adapter's shape, for receivers that wrap their model to load adapters."""

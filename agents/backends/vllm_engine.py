@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Literal, NamedTuple, Sequence
 
 from pydantic import Field
 
@@ -49,6 +49,8 @@ class VLLMSettings(Record):
     max_loras: int = Field(0, ge=0, le=256, description="adapter models (kind adapter) this engine serves at once")
     max_lora_rank: int = Field(16, ge=1, le=512, description="the largest LoRA rank of those adapters")
     update_timeout_s: float = Field(300.0, gt=0, le=86_400, description="a weight update that takes longer fails")
+    weight_sync: Literal["object_store", "nccl"] = Field(
+        "object_store", description="how a trainer's full weights arrive: Ray's object store, or NCCL GPU to GPU")
 
 
 class VLLMBackend:
@@ -60,6 +62,7 @@ class VLLMBackend:
         self.model_name = spec.name or (SMOLLM2_NAME if spec.path == DEFAULT_MODEL else spec.display_name)
         self.version = 0
         self.shapes = weight_shapes(self.folder)
+        self.spec_dtype = spec.dtype
         self._ids = itertools.count()
         self._adapter_ids = itertools.count(1)
         self.adapters: dict[str, Adapter] = {}  # hosted adapter model -> what the engine serves for it
@@ -87,7 +90,12 @@ class VLLMBackend:
         self._idle = asyncio.Event()
         self._idle.set()
         on_cpu = spec.num_gpus == 0
-        args = AsyncEngineArgs(
+        transfer = {}
+        if self.settings.weight_sync == "nccl":
+            from vllm.config.weight_transfer import WeightTransferConfig
+
+            transfer = {"weight_transfer_config": WeightTransferConfig(backend="nccl")}
+        args = AsyncEngineArgs(**transfer,
             model=str(self.folder), tokenizer=str(self.folder), dtype=spec.dtype, seed=0,
             max_model_len=self.settings.max_model_len, tensor_parallel_size=self.settings.tensor_parallel_size,
             gpu_memory_utilization=self.settings.gpu_memory_utilization,
@@ -177,7 +185,7 @@ class VLLMBackend:
         """Replace weights (all or some, HF names) and stamp the version; refused whole when a
         name or shape does not match the model."""
         state = {k: v for k, v in state.items() if not (k == "lm_head.weight" and k not in self.shapes)}
-        check_shapes(self.model_name, self.shapes, state)
+        check_shapes(self.model_name, self.shapes, {k: tuple(v.shape) for k, v in state.items()})
         self._run(self._update(state, version), timeout=self.settings.update_timeout_s)
 
     def load_adapter(self, adapter: dict, lora: dict, version: int, name: str | None = None) -> None:
@@ -241,6 +249,40 @@ class VLLMBackend:
         finally:
             self._open.set()
 
+    # ---- weights over NCCL, driven step by step by a trainer (trainers/nccl_sync.py) ----
+    def weight_sync_info(self) -> dict:
+        """What a trainer needs to join this engine's weight transfer group and check its weights."""
+        return {"shapes": self.shapes, "dtype": self.spec_dtype, "workers": self.settings.tensor_parallel_size}
+
+    def weight_transfer(self, step: str, payload: dict | None, version: int) -> None:
+        """"init": join the trainer's NCCL group; "start": drain the requests in flight; "update":
+        receive the broadcast weights; "finish": reset the prefix cache, stamp ``version`` and let
+        requests in again. A step that fails lets requests in again on the old weights' version."""
+        self._run(self._transfer(step, payload, version), timeout=self.settings.update_timeout_s)
+
+    async def _transfer(self, step: str, payload: dict | None, version: int) -> None:
+        from vllm.distributed.weight_transfer.base import WeightTransferInitRequest, WeightTransferUpdateRequest
+
+        try:
+            if step == "init":
+                await self.engine.init_weight_transfer_engine(WeightTransferInitRequest(init_info=payload))
+            elif step == "start":
+                self._open.clear()
+                await self._idle.wait()
+                await self.engine.start_weight_update()
+            elif step == "update":  # names and shapes were checked by the trainer before "start"
+                await self.engine.update_weights(WeightTransferUpdateRequest(update_info=payload))
+            elif step == "finish":
+                await self.engine.finish_weight_update()
+                await self.engine.reset_prefix_cache()
+                self.version = version
+                self._open.set()
+            else:
+                raise ValueError(f"unknown weight transfer step {step!r}")
+        except BaseException:
+            self._open.set()
+            raise
+
     def _run(self, coro, timeout: float | None):
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
@@ -285,10 +327,10 @@ def weight_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def check_shapes(model: str, shapes: dict[str, tuple[int, ...]], state: dict) -> None:
-    unknown = sorted(set(state) - set(shapes))
-    wrong = [f"{k}: {tuple(v.shape)} (the model has {shapes[k]})" for k, v in state.items()
-             if k in shapes and tuple(v.shape) != shapes[k]]
+def check_shapes(model: str, shapes: dict[str, tuple[int, ...]], given: dict[str, tuple[int, ...]]) -> None:
+    """Refuse an update naming a tensor the model lacks or giving one another shape."""
+    unknown = sorted(set(given) - set(shapes))
+    wrong = [f"{k}: {v} (the model has {shapes[k]})" for k, v in given.items() if k in shapes and v != shapes[k]]
     if unknown or wrong:
         raise ValueError(f"weight update refused for model {model!r}, nothing was loaded: "
                          + "; ".join(([f"no parameters named {unknown[:3]}"] if unknown else []) + wrong[:3]))
