@@ -50,6 +50,10 @@ def from_wire(state: dict) -> dict:
 class ModelStartError(RuntimeError):
     """A model's actor or backend failed to start (out of memory, a missing engine, a bad file)."""
 
+    def __init__(self, model: str, message: str):
+        super().__init__(message)
+        self.model = model
+
 
 def root_cause(exc: BaseException) -> str:
     """The innermost 'SomeError: message' line of an error (a Ray actor's death quotes the whole
@@ -198,7 +202,7 @@ class ModelPool:
             return start()
         except Exception as exc:
             spec = self.specs[name]
-            raise ModelStartError(f"model {name!r} ({spec.kind}, {spec.path}) did not start: "
+            raise ModelStartError(name, f"model {name!r} ({spec.kind}, {spec.path}) did not start: "
                                   f"{root_cause(exc)}") from None
 
     def server(self, model: str):

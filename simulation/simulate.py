@@ -30,7 +30,7 @@ from academe.protocols.program import Program
 from academe.protocols.grading import check_task
 from academe.protocols.mathdial import load_mathdial_tasks
 from academe.protocols.tasks import generate_word_problems, load_hf_dataset, load_task_file
-from academe.simulation.actors import ModelPool
+from academe.simulation.actors import ModelPool, ModelStartError
 from academe.simulation.config import ConfigError, SimulationConfig, TaskSection, describe, load_config
 from academe.simulation.fork import fork_batch, load_versions
 from academe.simulation.lineage import read_lineage
@@ -250,7 +250,7 @@ def execute(config: SimulationConfig, checked: Plan, run_dir: Path,
     started = time.perf_counter()
     with locked(run_dir), ray_session(config), placement_groups(config):
         check_resources(config)
-        pool = ModelPool(config.models, use_ray=config.ray.enabled)
+        pool = start_models(config)
         try:
             runner = Runner(pool, DialogueLog(run_dir), run_id=run_dir.name, seed=config.run.seed,
                             concurrency=config.run.concurrency,
@@ -340,6 +340,16 @@ def prepare_run_dir(config: SimulationConfig) -> Path:
     run_dir.mkdir(parents=True)
     write_config(run_dir, config)
     return run_dir
+
+
+def start_models(config: SimulationConfig) -> ModelPool:
+    """The run's model actors; one that does not start is named with the agents it would serve."""
+    try:
+        return ModelPool(config.models, use_ray=config.ray.enabled)
+    except ModelStartError as exc:
+        served = {exc.model} | {n for n, m in config.models.items() if m.backend.hosted and m.path == exc.model}
+        agents = [a.name for a in config.agent_specs().values() if a.model in served]
+        raise ModelStartError(exc.model, f"{exc} (agents on it: {', '.join(agents) or 'none'})") from None
 
 
 def check_resources(config: SimulationConfig) -> None:

@@ -94,3 +94,15 @@ class ShoutingBackend:
 
 def shouting_backend(spec) -> ShoutingBackend:
     return ShoutingBackend(spec.path)
+
+
+def backend_out_of_memory(spec):
+    """A user's backend whose engine cannot start (config: kind: agents_for_tests:backend_out_of_memory)."""
+    raise RuntimeError(f"CUDA out of memory: {spec.path} needs 80.00 GiB, 0.00 GiB free")
+
+
+def runtime_env_marker(prompt) -> str:
+    """Says what ``ray.runtime_env`` set in the actor's environment."""
+    import os
+
+    return f"marker={os.environ.get('ACADEME_RUNTIME_ENV_MARK', 'unset')}"

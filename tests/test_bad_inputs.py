@@ -49,6 +49,9 @@ CASES = [
      "vllm is not installed where this model runs"),
     ("adapter model whose host serves no adapters", "run --set 'models.extra={{kind: adapter, path: smollm2}}'",
      "models.extra.path: a model of kind 'adapter' names the model whose engine serves it"),
+    ("a model whose engine cannot start", "run --set models.smollm2.kind=agents_for_tests:backend_out_of_memory",
+     "the run could not start: model 'smollm2' (agents_for_tests:backend_out_of_memory, smollm2) did not start: "
+     "RuntimeError: CUDA out of memory: smollm2 needs 80.00 GiB, 0.00 GiB free (agents on it: student)"),
     ("runner shards without Ray", "run --set run.shards=2", "run.shards: 2 runner shards need Ray"),
     ("NCCL weight sync without GPUs",
      "run --set 'models.smollm2={{kind: vllm, path: smollm2, options: {{weight_sync: nccl}}}}' "

@@ -1,4 +1,5 @@
-"""Placement groups from the config: models and trainers reserved together, checked before a run."""
+"""Placement groups from the config (models and trainers reserved together, checked before a run),
+and the runtime environment shipped to every actor."""
 
 import pytest
 
@@ -45,3 +46,27 @@ def test_placement_mistakes_are_named_before_anything_starts(ray_local, tmp_path
         parse_config(placed(tmp_path, tiny_model, {"bundles": [{"CPU": 1}]}, None, {"group": "pair", "bundle": 1}))
     with pytest.raises(ConfigError, match=r"placement\.pair\.bundles\.0: no node of the Ray cluster has \{'GPU': 1\.0\}"):
         start_run(parse_config(placed(tmp_path, tiny_model, {"bundles": [{"GPU": 1}]}, {"group": "pair"})))
+
+
+def test_ray_runtime_env_reaches_every_actor(tmp_path):
+    """``ray.runtime_env`` (here its env_vars) is the environment of the actors the run starts."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from academe.simulation.log import read_steps
+    from simulations import SCRIPTED_STUDENT
+
+    tests = str(Path(__file__).resolve().parent)
+    env = {k: v for k, v in os.environ.items() if k != "ACADEME_RUNTIME_ENV_MARK"}
+    env["PYTHONPATH"] = tests + os.pathsep + env.get("PYTHONPATH", "")
+    result = subprocess.run([str(Path(sys.executable).parent / "academe"), "run", "--quiet", "--set", "run.episodes=2", "--set", f"run.out_dir={tmp_path}",
+                             "--set", f"models.smollm2={{kind: scripted, path: '{SCRIPTED_STUDENT['path']}'}}",
+                             "--set", "models.oracle.path=agents_for_tests:runtime_env_marker",
+                             "--set", "ray.runtime_env={env_vars: {ACADEME_RUNTIME_ENV_MARK: shipped}}"],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode in (0, 1), result.stdout + result.stderr  # 1: every episode failed (the oracle rambles)
+    (run_dir,) = tmp_path.iterdir()
+    teacher = {t.reply.text for r in read_steps(run_dir) for t in r.turns if t.role == "teacher"}
+    assert teacher == {"marker=shipped"}

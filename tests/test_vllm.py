@@ -119,7 +119,8 @@ def test_an_engine_that_cannot_start_is_named_with_its_cause_and_leaves_nothing_
 
     before = engine_processes()
     student = vllm_model(options={"max_model_len": 1_000_000})
-    with pytest.raises(ModelStartError, match=r"model 'student_model' \(vllm, smollm2\) did not start: .*max_model_len"):
+    with pytest.raises(ModelStartError, match=r"model 'student_model' \(vllm, smollm2\) did not start: .*max_model_len"
+                                              r".*\(agents on it: student\)"):
         start_run(config(tmp_path, student=student, episodes=2, concurrency=2))
     assert engine_processes() == before
 
