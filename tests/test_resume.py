@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 
 from academe.simulation.config import dump_config
 from academe.simulation.log import read_steps
@@ -20,8 +21,10 @@ def logged_steps(out_dir: Path) -> int:
     return sum(1 for p in out_dir.glob("*/log/live-*.jsonl") for _ in open(p))
 
 
-def test_killed_and_resumed_run_equals_an_uninterrupted_one(ray_local, tmp_path, tiny_model):
-    cfg = config(tmp_path / "killed", student=tiny_student(tiny_model), episodes=24, concurrency=6)
+@pytest.mark.parametrize("shards", [1, 2])
+def test_killed_and_resumed_run_equals_an_uninterrupted_one(ray_local, tmp_path, tiny_model, shards):
+    """With two runner shards, each left its own unfinished segment: resume recovers both."""
+    cfg = config(tmp_path / "killed", student=tiny_student(tiny_model), episodes=24, concurrency=6, shards=shards)
     cfg_file = tmp_path / "run.yaml"
     cfg_file.write_text(dump_config(cfg))
     driver = subprocess.Popen([ACADEME, "run", str(cfg_file), "--quiet"], start_new_session=True,
@@ -44,7 +47,7 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(ray_local, tmp_path,
     summary = resume_run(run_dir)
     assert summary["episodes"] == 24 and summary["errors"] == 0
 
-    reference, _ = start_run(cfg.replace(run=cfg.run.replace(out_dir=str(tmp_path / "whole"))))
+    reference, _ = start_run(cfg.replace(run=cfg.run.replace(out_dir=str(tmp_path / "whole"), shards=1)))
     assert transcripts(run_dir) == transcripts(reference)
     steps = [(r.episode, r.step) for r in read_steps(run_dir)]
     assert len(steps) == len(set(steps))  # nothing duplicated
