@@ -90,24 +90,28 @@ class VLLMBackend:
         self._idle = asyncio.Event()
         self._idle.set()
         on_cpu = spec.num_gpus == 0
-        transfer = {}
-        if self.settings.weight_sync == "nccl":
-            from vllm.config.weight_transfer import WeightTransferConfig
-
-            transfer = {"weight_transfer_config": WeightTransferConfig(backend="nccl")}
-        args = AsyncEngineArgs(**transfer,
+        engine_args = dict(
             model=str(self.folder), tokenizer=str(self.folder), dtype=spec.dtype, seed=0,
             max_model_len=self.settings.max_model_len, tensor_parallel_size=self.settings.tensor_parallel_size,
             gpu_memory_utilization=self.settings.gpu_memory_utilization,
             enforce_eager=on_cpu if self.settings.enforce_eager is None else self.settings.enforce_eager,
-            max_num_seqs=max(spec.max_batch_size, 1), worker_extension_cls=WORKER_EXTENSION,
-            disable_log_stats=True, enable_lora=self.settings.max_loras > 0,
-            max_loras=max(self.settings.max_loras + on_cpu, 1), max_lora_rank=self.settings.max_lora_rank)
+            max_num_seqs=max(spec.max_batch_size, 1), worker_extension_cls=WORKER_EXTENSION, disable_log_stats=True)
+        if self.settings.max_loras:  # on CPU one slot more: the zero adapter base requests run through
+            engine_args.update(enable_lora=True, max_loras=self.settings.max_loras + on_cpu,
+                               max_lora_rank=self.settings.max_lora_rank)
+        if self.settings.weight_sync == "nccl":
+            from vllm.config.weight_transfer import WeightTransferConfig
+
+            engine_args["weight_transfer_config"] = WeightTransferConfig(backend="nccl")
         tokenizer = AutoTokenizer.from_pretrained(self.folder)
-        engine = AsyncLLM.from_engine_args(args)
-        if on_cpu and self.settings.max_loras:
-            self._base = (await self._register(engine, "academe-base", zero_adapter(self.shapes,
-                                                                                  self.settings.max_lora_rank))).request
+        engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**engine_args))
+        try:
+            if on_cpu and self.settings.max_loras:
+                zero = zero_adapter(self.shapes, self.settings.max_lora_rank)
+                self._base = (await self._register(engine, "academe-base", zero)).request
+        except BaseException:
+            engine.shutdown()  # its processes would outlive this actor
+            raise
         return engine, tokenizer
 
     def close(self) -> None:
