@@ -74,6 +74,7 @@ class Trained(Record):
     version: int
     examples: int
     steps: int = 0
+    tokens: int = 0  # training tokens of the phase (equal-compute comparisons add them up)
     loss_first: float | None = None
     loss_last: float | None = None
     losses: tuple[float, ...] = ()

@@ -207,6 +207,32 @@ def run(
 
 
 @app.command()
+def experiment(
+    path: Path = typer.Argument(..., help="an experiment file: base config, arms, seeds, metric, equal budget"),
+    out: Path = typer.Option(Path("experiments"), help="folder that receives the experiment's folder"),
+):
+    """Run every arm x seed of an experiment (continuing one that was cut short), then write its
+    results table, plot and report."""
+    from academe.simulation.experiment import run_experiment
+
+    def announce(arm: str, seed: int, state: str) -> None:
+        console.print(f"{arm} seed {seed}: {state}")
+
+    try:
+        report = run_experiment(path, out, announce)
+    except ConfigError as exc:
+        _fail(str(exc))
+    except (OSError, ModelStartError) as exc:
+        _fail(f"the experiment stopped: {exc}. Finished runs are kept; fix the cause, then run "
+              f"academe experiment {path} again: it goes on where it stopped")
+    folder = out / report["experiment"]
+    console.print((folder / "results.md").read_text(), soft_wrap=True)
+    if report["unequal_budget"]:
+        console.print(f"[red]budget not equal across arms:[/] {'; '.join(report['unequal_budget'])}", soft_wrap=True)
+    console.print(f"report: {folder / 'report.md'}; plot: {folder / 'results.png'}")
+
+
+@app.command()
 def resume(run_dir: Path = typer.Argument(..., help="the run folder of a run that was interrupted"),
            quiet: bool = typer.Option(False, help="no live progress display")):
     """Continue an interrupted run: finished episodes are kept, the others go on from their last step."""

@@ -237,7 +237,8 @@ class ProgramRunner:
                                          from_base=action.from_base)
         except (TrainingFailed, TrainerDied) as exc:
             return Trained(**base, skipped=str(exc))
-        trained = Trained(**dict(base, version=report.version), steps=report.steps, loss_first=report.losses[0],
+        trained = Trained(**dict(base, version=report.version), steps=report.steps, tokens=report.tokens,
+                          loss_first=report.losses[0],
                           loss_last=report.losses[-1], losses=report.losses)
         await trainer.save(trained.model_dump(mode="json"))
         publication = await self.services.publish(trainer)

@@ -133,7 +133,7 @@ class ScheduledTraining:
 
 def phase_figures(report: PhaseReport) -> dict:
     """What a training phase's log entry says of the phase itself."""
-    return {"kind": report.kind, "examples": report.examples, "steps": report.steps,
+    return {"kind": report.kind, "examples": report.examples, "steps": report.steps, "tokens": report.tokens,
             "loss_first": report.losses[0], "loss_last": report.losses[-1], "losses": list(report.losses),
             "seconds": round(report.seconds, 2), "tokens_per_s": round(report.tokens_per_s, 1),
             "samples_per_s": round(report.samples_per_s, 2)}

@@ -1,0 +1,205 @@
+"""Experiments: arms x seeds of one run config, with equal compute checked and intervals reported.
+
+An experiment file names a base run config, overrides shared by every arm, the arms (each the
+base, or another config, with its own overrides: the treatment), the seeds, the metric and the
+budget that must be equal across arms. Every arm x seed is one run folder under the experiment's
+folder; a run that finished is not run again, one that was cut short is resumed, so a killed
+experiment continues where it stopped. Arms of one seed differ only by their treatment: the seed
+(``run.seed``) is set the same way in every arm, and the held-out set comes from the shared config.
+
+The results: ``results.json`` (every run's metric and budget), ``results.md`` (per arm: mean, a
+95% bootstrap interval of the mean over seeds, the per-seed values, the budget), ``results.png``
+(means with their intervals) and ``report.md`` (the command, the table, the budget check).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, ValidationError, field_validator
+
+from academe.agents.records import Record
+from academe.simulation.config import ConfigError, SimulationConfig, describe, load_config
+
+BUDGETS = ("training_steps", "training_tokens")
+
+
+class Arm(Record):
+    config: str | None = Field(None, description="a run config of its own (default: the experiment's base)")
+    set: list[str] = Field(default_factory=list, description="overrides, key.path=value, as with --set")
+
+
+class Experiment(Record):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    base: str = Field(description="the run config every arm starts from (relative to this file)")
+    set: list[str] = Field(default_factory=list, description="overrides every arm gets")
+    arms: dict[str, Arm] = Field(min_length=2)
+    seeds: list[int] = Field(min_length=3, description="at least 3: an interval needs spread to mean anything")
+    metric: Literal["held_out_accuracy", "solve_rate"] = "held_out_accuracy"
+    equal: list[Literal["training_steps", "training_tokens"]] = Field(
+        default_factory=lambda: ["training_steps"], description="budgets every arm of a seed must spend alike")
+
+    @field_validator("arms")
+    @classmethod
+    def _arm_names(cls, arms: dict) -> dict:
+        for name in arms:
+            if not name.replace("-", "").replace("_", "").isalnum():
+                raise ValueError(f"arm name {name!r}: letters, digits, - and _ only (it names run folders)")
+        return arms
+
+
+def load_experiment(path: str | Path) -> tuple[Experiment, Path]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"experiment file {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return Experiment.model_validate(raw), path.parent
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except ValidationError as exc:
+        raise ConfigError(describe(exc, str(path))) from None
+
+
+def arm_config(experiment: Experiment, folder: Path, arm: str, seed: int, runs: Path) -> SimulationConfig:
+    """The run config of one arm and seed: its config file, the shared then its own overrides,
+    then the seed and the experiment's run folder."""
+    spec = experiment.arms[arm]
+    overrides = [*experiment.set, *spec.set, f"run.seed={seed}", f"run.name={arm}-s{seed}", f"run.out_dir={runs}"]
+    return load_config(folder / (spec.config or experiment.base), overrides)
+
+
+def run_folder(runs: Path, arm: str, seed: int) -> Path | None:
+    """The run folder of an arm and seed from an earlier session, if there is one."""
+    found = sorted(runs.glob(f"{arm}-s{seed}-*")) if runs.is_dir() else []
+    return found[-1] if found else None
+
+
+def run_experiment(path: str | Path, out_dir: str | Path, on_run=None) -> dict:
+    """Run (or continue) every arm x seed, then write the results; returns them."""
+    from academe.simulation.simulate import resume_run, start_run
+
+    experiment, folder = load_experiment(path)
+    root = Path(out_dir) / experiment.name
+    runs = root / "runs"
+    for arm in experiment.arms:  # every arm's config must load before anything runs
+        for seed in experiment.seeds:
+            arm_config(experiment, folder, arm, seed, runs)
+    root.mkdir(parents=True, exist_ok=True)
+    kept, given = root / "experiment.yaml", Path(path).read_text(encoding="utf-8")
+    if kept.is_file() and kept.read_text(encoding="utf-8") != given:
+        raise ConfigError(f"{root} holds experiment {experiment.name!r} as first run, and {path} differs from it "
+                          f"({kept}): its runs would not be comparable; name the changed experiment differently")
+    kept.write_text(given)
+    results = []
+    for seed in experiment.seeds:
+        for arm in experiment.arms:
+            existing = run_folder(runs, arm, seed)
+            if on_run is not None:
+                on_run(arm, seed, "done" if existing and (existing / "summary.json").exists()
+                       else "resuming" if existing else "starting")
+            if existing is not None:
+                summary = resume_run(existing)
+            else:
+                existing, summary = start_run(arm_config(experiment, folder, arm, seed, runs))
+            results.append({"arm": arm, "seed": seed, "run": str(existing.relative_to(root)),
+                            "metric": metric_of(summary, experiment.metric), **budget_of(summary)})
+    report = summarize_experiment(experiment, results, str(path))
+    write_results(root, experiment, results, report)
+    return report
+
+
+def metric_of(summary: dict, metric: str) -> float | None:
+    """The run's final held-out accuracy (the last evaluation), or its episodes' solve rate."""
+    if metric == "solve_rate":
+        return summary.get("solve_rate")
+    if summary.get("evaluated"):  # a program: evaluations by round
+        return summary["evaluated"][-1]["accuracy"]
+    for training in summary.get("training", []):  # a protocol run with training phases
+        if training["accuracy"]:
+            return training["accuracy"][-1][1]
+    return None
+
+
+def budget_of(summary: dict) -> dict[str, int]:
+    """Optimizer steps and training tokens the run spent, over every trained phase."""
+    phases = [t for t in summary.get("trained", []) if not t.get("skipped")] + [
+        p for training in summary.get("training", []) for p in training["phases"] if p["event"] == "trained"]
+    return {"training_steps": sum(p.get("steps", 0) for p in phases),
+            "training_tokens": sum(p.get("tokens", 0) for p in phases)}
+
+
+def bootstrap_interval(values: list[float], draws: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """A 95% percentile bootstrap interval of the mean (resampling the seeds)."""
+    rng = random.Random(seed)
+    means = sorted(statistics.fmean(rng.choices(values, k=len(values))) for _ in range(draws))
+    return means[int(0.025 * draws)], means[int(0.975 * draws) - 1]
+
+
+def summarize_experiment(experiment: Experiment, results: list[dict], command_path: str) -> dict:
+    arms = {}
+    for arm in experiment.arms:
+        mine = [r for r in results if r["arm"] == arm]
+        values = [r["metric"] for r in mine if r["metric"] is not None]
+        arms[arm] = {"per_seed": {r["seed"]: r["metric"] for r in mine},
+                     "mean": statistics.fmean(values) if values else None,
+                     "stderr": statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else None,
+                     "interval": bootstrap_interval(values) if values else None,
+                     **{b: [r[b] for r in mine] for b in BUDGETS}}
+    unequal = [f"seed {seed}: {b} " + ", ".join(f"{r['arm']} {r[b]}" for r in results if r["seed"] == seed)
+               for seed in experiment.seeds for b in experiment.equal
+               if len({r[b] for r in results if r["seed"] == seed}) > 1]
+    return {"experiment": experiment.name, "metric": experiment.metric, "seeds": experiment.seeds,
+            "command": f"academe experiment {command_path}", "arms": arms, "unequal_budget": unequal,
+            "runs": results}
+
+
+def write_results(root: Path, experiment: Experiment, results: list[dict], report: dict) -> None:
+    (root / "results.json").write_text(json.dumps(report, indent=2))
+    lines = [f"| arm | mean {experiment.metric} | 95% interval (bootstrap over seeds) | std. error | per seed "
+             f"({', '.join(map(str, experiment.seeds))}) | training steps | training tokens |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for arm, a in report["arms"].items():
+        interval = f"{a['interval'][0]:.3f} - {a['interval'][1]:.3f}" if a["interval"] else "-"
+        lines.append(f"| {arm} | {_num(a['mean'])} | {interval} | {_num(a['stderr'])} | "
+                     f"{', '.join(_num(v) for v in a['per_seed'].values())} | "
+                     f"{', '.join(map(str, a['training_steps']))} | {', '.join(map(str, a['training_tokens']))} |")
+    table = "\n".join(lines) + "\n"
+    (root / "results.md").write_text(table)
+    budget = ("equal across arms for every seed (" + ", ".join(experiment.equal) + ")"
+              if not report["unequal_budget"] else "NOT equal: " + "; ".join(report["unequal_budget"]))
+    (root / "report.md").write_text(
+        f"# Experiment {experiment.name}\n\n`{report['command']}`\n\n{len(experiment.arms)} arms x "
+        f"{len(experiment.seeds)} seeds; metric: {experiment.metric}.\n\n{table}\nBudget: {budget}.\n")
+    plot_results(root / "results.png", experiment, report)
+
+
+def plot_results(path: Path, experiment: Experiment, report: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = [a for a in report["arms"] if report["arms"][a]["mean"] is not None]
+    fig, ax = plt.subplots(figsize=(1.6 * len(arms) + 2, 3.2))
+    for i, arm in enumerate(arms):
+        a = report["arms"][arm]
+        low, high = a["interval"]
+        ax.errorbar(i, a["mean"], yerr=[[a["mean"] - low], [high - a["mean"]]], fmt="o", capsize=6)
+        ax.scatter([i + 0.12] * len(a["per_seed"]), [v for v in a["per_seed"].values() if v is not None],
+                   s=12, alpha=0.5)
+    ax.set_xticks(range(len(arms)), arms)
+    ax.set_ylabel(experiment.metric)
+    ax.set_title(f"{experiment.name}: mean and 95% bootstrap interval over {len(experiment.seeds)} seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:.3f}"

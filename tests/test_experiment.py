@@ -1,0 +1,73 @@
+"""Experiments: arms x seeds run (and continued) into one folder, with intervals and a budget check."""
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from academe.simulation.cli import app
+from academe.simulation.config import ConfigError, dump_config
+from academe.simulation.experiment import Experiment, bootstrap_interval, run_experiment, summarize_experiment
+from simulations import config
+
+
+def write_experiment(tmp_path, **changes) -> str:
+    (tmp_path / "base.yaml").write_text(dump_config(config(tmp_path / "unused", episodes=8, concurrency=8)))
+    experiment = {"name": "turns", "base": "base.yaml", "seeds": [0, 1, 2], "metric": "solve_rate",
+                  "set": ["tasks.steps=2"],
+                  "arms": {"one-turn": {"set": ["protocol.options.max_student_turns=1"]},
+                           "four-turns": {"set": ["protocol.options.max_student_turns=4"]}}, **changes}
+    (tmp_path / "turns.yaml").write_text(yaml.safe_dump(experiment))
+    return str(tmp_path / "turns.yaml")
+
+
+def test_an_experiment_runs_every_arm_and_seed_and_reports_intervals(ray_local, tmp_path):
+    path = write_experiment(tmp_path)
+    report = run_experiment(path, tmp_path / "out")
+    folder = tmp_path / "out" / "turns"
+    runs = sorted(p.name.rsplit("-", 2)[0] for p in (folder / "runs").iterdir())
+    assert runs == sorted(f"{arm}-s{seed}" for arm in ("one-turn", "four-turns") for seed in (0, 1, 2))
+    for arm in ("one-turn", "four-turns"):
+        a = report["arms"][arm]
+        assert len(a["per_seed"]) == 3 and a["interval"][0] <= a["mean"] <= a["interval"][1]
+    # more guided turns solve more (the scripted student guesses until told): the treatment shows
+    assert report["arms"]["four-turns"]["mean"] > report["arms"]["one-turn"]["mean"]
+    assert report["unequal_budget"] == []  # neither arm trains: 0 steps each
+    table = (folder / "results.md").read_text()
+    assert "| one-turn |" in table and "| four-turns |" in table
+    assert f"academe experiment {path}" in (folder / "report.md").read_text()
+    assert (folder / "results.png").stat().st_size > 0
+
+    # cut short: one run's summary gone, as if killed at its end; the rest is not run again
+    finished = {p: (p / "summary.json").stat().st_mtime_ns for p in (folder / "runs").iterdir()}
+    cut = sorted(finished)[0]
+    (cut / "summary.json").unlink()
+    again = run_experiment(path, tmp_path / "out")
+    assert again["arms"] == report["arms"]
+    assert all((p / "summary.json").stat().st_mtime_ns == t for p, t in finished.items() if p != cut)
+    assert (cut / "summary.json").exists()
+
+    # a changed experiment under the same name is refused: its runs would not compare
+    changed = write_experiment(tmp_path, seeds=[0, 1, 2, 3])
+    with pytest.raises(ConfigError, match="differs from it"):
+        run_experiment(changed, tmp_path / "out")
+
+
+def test_unequal_budgets_are_reported_by_seed():
+    experiment = Experiment(name="x", base="b.yaml", seeds=[0, 1, 2], arms={"a": {}, "b": {}})
+    results = [{"arm": arm, "seed": seed, "run": "", "metric": 0.5, "training_steps": steps, "training_tokens": 0}
+               for seed in (0, 1, 2) for arm, steps in (("a", 10), ("b", 10 if seed else 12))]
+    report = summarize_experiment(experiment, results, "x.yaml")
+    assert report["unequal_budget"] == ["seed 0: training_steps a 10, b 12"]
+
+
+def test_the_bootstrap_interval_brackets_the_mean_and_narrows_with_agreement():
+    low, high = bootstrap_interval([0.2, 0.4, 0.6])
+    assert 0.2 <= low < 0.4 < high <= 0.6
+    assert bootstrap_interval([0.5, 0.5, 0.5]) == (0.5, 0.5)
+
+
+def test_an_experiment_needs_three_seeds_and_two_arms(tmp_path):
+    result = CliRunner().invoke(app, ["experiment", write_experiment(tmp_path, seeds=[0, 1])])
+    assert result.exit_code == 2 and "seeds" in result.output and "at least 3" in result.output
+    result = CliRunner().invoke(app, ["experiment", str(tmp_path / "none.yaml")])
+    assert result.exit_code == 2 and "does not exist" in result.output
