@@ -15,6 +15,9 @@ fine-tuning.
 
 from __future__ import annotations
 
+import random
+from typing import Literal
+
 from pydantic import Field
 
 from academe.agents.records import Record, SFTExample, Task
@@ -27,6 +30,9 @@ from academe.protocols.program import (Episodes, Evaluate, Evaluated, Program, P
 
 class AugmentationOptions(Options):
     iterations: int = Field(3, ge=1, le=1000, description="fine-tunings (new items are written between them)")
+    targets: Literal["wrong", "random"] = Field(
+        "wrong", description="seed items new ones are written from: those the student got wrong (LLM2LLM), or "
+        "as many drawn at random from all seed items (the paper's untargeted control)")
     similarity: float = Field(0.9, gt=0, le=1, description="a new item this similar (0..1) to a known one is dropped")
     numbers_matter: bool = Field(True, description="a similar word problem with other numbers is a new item")
 
@@ -85,12 +91,15 @@ def measured(s: Augmentation, result: Evaluated):
 
 
 def answered(s: Augmentation, result: Episodes):
-    wrong = tuple(Failure(**e.task.base().model_dump(), attempt=e.state.reply) for e in result.episodes
-                  if e.outcome.solved is False)
+    attempts = [Failure(**e.task.base().model_dump(), attempt=e.state.reply) for e in result.episodes]
+    wrong = tuple(a for a, e in zip(attempts, result.episodes) if e.outcome.solved is False)
     right = sum(e.outcome.solved is True for e in result.episodes)
     s = s.replace(report=s.report.replace(seed_accuracy=right / len(s.seeds), wrong=len(wrong)))
     if not wrong:  # nothing left to learn from: the data cannot grow
         return stop(s)
+    if s.options.targets == "random":  # the control: as many items, blind to what the student got wrong
+        draw = random.Random(f"{s.round}:{s.seeds[0].id}")
+        wrong = tuple(draw.sample(attempts, len(wrong)))
     return RunEpisodes(state=s, stage="written", protocol="make-problem", tasks=wrong)
 
 

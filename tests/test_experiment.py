@@ -71,3 +71,18 @@ def test_an_experiment_needs_three_seeds_and_two_arms(tmp_path):
     assert result.exit_code == 2 and "seeds" in result.output and "at least 3" in result.output
     result = CliRunner().invoke(app, ["experiment", str(tmp_path / "none.yaml")])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_every_shipped_experiment_loads_with_every_arm_and_seed(tmp_path):
+    from pathlib import Path
+
+    from academe.simulation.experiment import arm_config, load_experiment
+    from academe.simulation.simulate import plan
+
+    files = sorted((Path(__file__).resolve().parents[1] / "configs" / "experiments").glob("*.yaml"))
+    assert files
+    for file in files:
+        experiment, folder = load_experiment(file)
+        for arm in experiment.arms:
+            for seed in experiment.seeds:
+                plan(arm_config(experiment, folder, arm, seed, tmp_path))

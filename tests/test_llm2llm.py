@@ -43,3 +43,16 @@ def test_a_student_that_gets_every_seed_item_right_ends_the_augmentation():
     stop, actions = play_program(llm2llm, SEEDS, HELD_OUT, AugmentationOptions(iterations=5), agents)
     assert len([a for a in actions if isinstance(a, Train)]) == 1
     assert stop.summary["iterations"][0]["seed_accuracy"] == 1.0 and stop.state.synthetic == ()
+
+
+def test_the_random_control_writes_as_many_items_from_seed_items_drawn_blind():
+    right = {SEEDS[0].id, SEEDS[1].id, SEEDS[2].id, SEEDS[3].id}  # 2 wrong: SEEDS[4], SEEDS[5]
+    agents = {"student": [("s", student_right_on(right))], "teacher": [("t", problem_maker)]}
+    stop, actions = play_program(llm2llm, SEEDS, HELD_OUT, AugmentationOptions(iterations=3, targets="random"), agents)
+    writing = [a for a in actions if isinstance(a, RunEpisodes) and a.protocol == "make-problem"]
+    assert [len(a.tasks) for a in writing] == [2, 2]  # as many as it got wrong
+    drawn = [{f.id for f in a.tasks} for a in writing]
+    assert drawn != [{SEEDS[4].id, SEEDS[5].id}] * 2  # not (always) the wrong ones: drawn from all seed items
+    assert all(ids <= {s.id for s in SEEDS} for ids in drawn)
+    again, _ = play_program(llm2llm, SEEDS, HELD_OUT, AugmentationOptions(iterations=3, targets="random"), agents)
+    assert again.state.synthetic == stop.state.synthetic  # the draw is seeded: a run replays
