@@ -186,7 +186,7 @@ def plot_results(path: Path, experiment: Experiment, report: dict) -> None:
     import matplotlib.pyplot as plt
 
     arms = [a for a in report["arms"] if report["arms"][a]["mean"] is not None]
-    fig, ax = plt.subplots(figsize=(1.6 * len(arms) + 2, 3.2))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(arms) + 2), 3.4))
     for i, arm in enumerate(arms):
         a = report["arms"][arm]
         low, high = a["interval"]
@@ -195,7 +195,8 @@ def plot_results(path: Path, experiment: Experiment, report: dict) -> None:
                    s=12, alpha=0.5)
     ax.set_xticks(range(len(arms)), arms)
     ax.set_ylabel(experiment.metric)
-    ax.set_title(f"{experiment.name}: mean and 95% bootstrap interval over {len(experiment.seeds)} seeds")
+    ax.set_title(f"{experiment.name}\nmean and 95% bootstrap interval over {len(experiment.seeds)} seeds",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
