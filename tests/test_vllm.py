@@ -125,23 +125,31 @@ def test_an_engine_that_cannot_start_is_named_with_its_cause_and_leaves_nothing_
     assert engine_processes() == before
 
 
-def test_a_trainer_publishes_into_the_engine_and_replies_carry_the_new_version(ray_local, tmp_path, monkeypatch):
-    """LoRA training in the simulation; the engine takes weights, so the adapter arrives merged."""
+
+def drill_training_run(tmp_path, monkeypatch, models: dict, learner: str, training: dict, settings: dict):
+    """Episodes of the one-turn drill protocol, the learner's model trained every 4 of them."""
     from academe.protocols import PROTOCOLS
     from academe.simulation.config import parse_config
-    from academe.simulation.log import read_messages
     from test_training_in_simulation import drill
 
     monkeypatch.setitem(PROTOCOLS, "drill", drill)
-    run_dir, summary = start_run(parse_config({
+    return start_run(parse_config({
         "run": {"name": "learn", "episodes": 8, "concurrency": 4, "out_dir": str(tmp_path)},
         "protocol": {"name": "drill"},
         "tasks": {"source": "generated", "steps": 1},
-        "models": {"student": vllm_model(options={"max_model_len": 1024})},
-        "agents": {"student": {"role": "student", "model": "student", "sampling": {"max_new_tokens": 8}}},
-        "training": {"student": {"role": "student", "every_episodes": 4, "publish": "adapter", "num_cpus": 1,
-                                 "settings": {"steps": 1, "batch_size": 2, "lr": 0.001, "max_seq_len": 128}}},
+        "models": models,
+        "agents": {"student": {"role": "student", "model": learner, "sampling": {"max_new_tokens": 8}}},
+        "training": {learner: {"role": "student", "every_episodes": 4, "num_cpus": 1, **training,
+                               "settings": {"steps": 1, "batch_size": 2, "max_seq_len": 128, **settings}}},
     }))
+
+def test_a_trainer_publishes_into_the_engine_and_replies_carry_the_new_version(ray_local, tmp_path, monkeypatch):
+    """LoRA training in the simulation; the engine takes weights, so the adapter arrives merged."""
+    from academe.simulation.log import read_messages
+
+    models = {"student": vllm_model(options={"max_model_len": 1024})}
+    run_dir, summary = drill_training_run(tmp_path, monkeypatch, models, "student", {"publish": "adapter"},
+                                          {"lr": 0.001})
     (training,) = summary["training"]
     trained = [p for p in training["phases"] if p["event"] == "trained"]
     assert training["versions"] == [1, 2] and all(p["published_to"] == ["student"] for p in trained), training
@@ -250,23 +258,12 @@ def test_one_engine_serves_several_adapter_models_each_as_peft_would_in_one_mixe
 
 
 def test_a_trainer_publishes_an_adapter_model_into_its_hosts_engine(ray_local, tmp_path, monkeypatch):
-    from academe.protocols import PROTOCOLS
-    from academe.simulation.config import parse_config
     from academe.simulation.log import read_messages
-    from test_training_in_simulation import drill
 
-    monkeypatch.setitem(PROTOCOLS, "drill", drill)
-    run_dir, summary = start_run(parse_config({
-        "run": {"name": "lora", "episodes": 8, "concurrency": 4, "out_dir": str(tmp_path)},
-        "protocol": {"name": "drill"},
-        "tasks": {"source": "generated", "steps": 1},
-        "models": {"base": vllm_model(options={"max_model_len": 1024, "max_loras": 2, "max_lora_rank": 8}),
-                   "student_a": {"kind": "adapter", "path": "base"}},
-        "agents": {"student": {"role": "student", "model": "student_a", "sampling": {"max_new_tokens": 8}}},
-        "training": {"student_a": {"role": "student", "every_episodes": 4, "num_cpus": 1,
-                                   "settings": {"steps": 1, "batch_size": 2, "lr": 0.001, "max_seq_len": 128,
-                                                "lora_r": 8, "lora_alpha": 16}}},
-    }))
+    models = {"base": vllm_model(options={"max_model_len": 1024, "max_loras": 2, "max_lora_rank": 8}),
+              "student_a": {"kind": "adapter", "path": "base"}}
+    run_dir, summary = drill_training_run(tmp_path, monkeypatch, models, "student_a", {},
+                                          {"lr": 0.001, "lora_r": 8, "lora_alpha": 16})
     (training,) = summary["training"]
     assert training["versions"] == [1, 2], training
     frame = read_messages(run_dir).to_pandas()
@@ -277,22 +274,11 @@ def test_a_trainer_publishes_an_adapter_model_into_its_hosts_engine(ray_local, t
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL weight sync joins two GPUs (one each for the "
                     "trainer and the engine; NCCL refuses two ranks on one device)")
 def test_a_trainer_sends_full_weights_over_nccl_into_the_engine(ray_local, tmp_path, monkeypatch):
-    from academe.protocols import PROTOCOLS
-    from academe.simulation.config import parse_config
     from academe.simulation.log import read_messages
-    from test_training_in_simulation import drill
 
-    monkeypatch.setitem(PROTOCOLS, "drill", drill)
-    run_dir, summary = start_run(parse_config({
-        "run": {"name": "nccl", "episodes": 8, "concurrency": 4, "out_dir": str(tmp_path)},
-        "protocol": {"name": "drill"},
-        "tasks": {"source": "generated", "steps": 1},
-        "models": {"student": vllm_model(options={"max_model_len": 1024, "weight_sync": "nccl"})},
-        "agents": {"student": {"role": "student", "model": "student", "sampling": {"max_new_tokens": 8}}},
-        "training": {"student": {"role": "student", "every_episodes": 4, "num_cpus": 1, "num_gpus": 1,
-                                 "settings": {"mode": "full", "steps": 1, "batch_size": 2, "lr": 1e-5,
-                                              "max_seq_len": 128}}},
-    }))
+    models = {"student": vllm_model(options={"max_model_len": 1024, "weight_sync": "nccl"})}
+    run_dir, summary = drill_training_run(tmp_path, monkeypatch, models, "student", {"num_gpus": 1},
+                                          {"mode": "full", "lr": 1e-5})
     (training,) = summary["training"]
     trained = [p for p in training["phases"] if p["event"] == "trained"]
     assert training["versions"] == [1, 2] and all(p["published_to"] == ["student"] for p in trained), training
