@@ -132,10 +132,17 @@ def made_task(text: str, task_id: str, grader: str = "numeric") -> Task:
 # ---- the make-problem protocol ----
 
 
+Difficulty = Literal["easier", "same", "harder"]
+_ASKED_DIFFICULTY = {"easier": "a little easier than this one", "same": "at about the same difficulty",
+                     "harder": "a little harder than this one"}
+
+
 class Failure(Task):
-    """A problem the solver got wrong, with one of its wrong attempts."""
+    """A problem the solver got wrong, with one of its wrong attempts, and how hard the new
+    problem made from it should be (a curriculum's choice)."""
 
     attempt: str
+    difficulty: Difficulty = "same"
 
 
 class Making(EpisodeState):
@@ -147,8 +154,8 @@ class Making(EpisodeState):
 def make_prompt(failure: Failure) -> str:
     return (f"A student got this problem wrong.\n\nProblem: {failure.question}\nCorrect answer: {failure.answer}\n"
             f"The student's attempt:\n<attempt>\n{failure.attempt}\n</attempt>\n\n"
-            "Write one new problem that practises what the student got wrong, at about the same difficulty, and its "
-            "answer. Reply exactly in this form:\nProblem: <the new problem>\nSolution: <its worked solution>\n"
+            f"Write one new problem that practises what the student got wrong, {_ASKED_DIFFICULTY[failure.difficulty]}, "
+            "and its answer. Reply exactly in this form:\nProblem: <the new problem>\nSolution: <its worked solution>\n"
             "Answer: <number>")
 
 

@@ -80,13 +80,19 @@ def verifier(prompt: Prompt) -> str:
 
 
 def problem_maker(prompt: Prompt) -> str:
-    """A new word problem near the failed one's difficulty: as many steps, numbers of about the
-    same size (the built-in generator, seeded by the prompt)."""
+    """A new word problem at the difficulty the prompt asks for, from the failed one's: as many
+    steps and numbers of about the same size; "a little harder": one step more; "a little easier":
+    one step fewer, or numbers half the size at one step (the built-in generator, seeded by the prompt)."""
     if prompt.task is None:
         raise ValueError("problem_maker needs the failed task on the prompt")
     steps = max(1, len(prompt.task.steps))
-    largest = max((abs(n) for n in numbers(prompt.task.question)), default=20)
-    (made,) = generate_word_problems(1, steps=steps, max_value=max(2, min(int(largest), 10**6)), seed=prompt.seed)
+    largest = max(2, min(int(max((abs(n) for n in numbers(prompt.task.question)), default=20)), 10**6))
+    asked = prompt.messages[-1].content
+    if "a little harder" in asked:
+        steps += 1
+    elif "a little easier" in asked:
+        steps, largest = (steps - 1, largest) if steps > 1 else (1, max(2, largest // 2))
+    (made,) = generate_word_problems(1, steps=steps, max_value=largest, seed=prompt.seed)
     worked = made.solution.rsplit("\nAnswer:", 1)[0]
     return f"Problem: {made.question}\nSolution: {worked}\nAnswer: {made.answer}"
 

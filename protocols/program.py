@@ -90,6 +90,7 @@ class Evaluated(Record):
     version: int
     accuracy: float | None
     tasks: int
+    also: dict[str, float | None] = Field(default_factory=dict)  # evaluation.also: further held-out sets, by name
 
 
 Result = Union[Episodes, Trained, Evaluated, None]

@@ -10,7 +10,9 @@ Co-evolution"): a teacher, a solver and a generator co-evolve. Each round:
 4. the solver attempts the new problems; its success rate s on each puts the problem in a zone
    (mastered, learning, too hard) and weighs the teacher's (failure -> new problem) turn, as SFT
    data for the generator, by U(s) = exp(-(s - 1/2)^2 / (2 sigma^2)): the generator learns to
-   write problems at the edge of what the solver can do;
+   write problems at the edge of what the solver can do. The ``curriculum`` sets how hard the
+   new problems are: as hard as the failed one (``fixed``), easier, as hard or harder at random
+   (``random``), or all three written and the one with the highest U(s) kept (``learning-zone``);
 5. from round ``train_from_round`` on, the solver is trained by DPO and the generator by
    weighted SFT; the solver is measured on held-out problems; the new problems join the pool.
 """
@@ -18,6 +20,7 @@ Co-evolution"): a teacher, a solver and a generator co-evolve. Each round:
 from __future__ import annotations
 
 import math
+import random
 import re
 from typing import Literal
 
@@ -26,6 +29,8 @@ from pydantic import Field
 from academe.agents.records import ChatMessage, PreferencePair, Record, SFTExample, Task
 from academe.protocols.engine import END, Answer, Ask, Done, EpisodeState, Next, Options, Outcome, Phase, Protocol, user
 from academe.protocols.making import Failure, NearDuplicates, keep_new, make_problem
+
+DIFFICULTIES = ("easier", "same", "harder")
 from academe.protocols.program import (Episodes, EpisodeResult, Evaluate, Evaluated, Program, ProgramState,
                                        RunEpisodes, Stage, Stop, Train, Trained)
 from academe.protocols.socratic import attempt_prompt
@@ -101,6 +106,9 @@ class CoEvolutionOptions(Options):
     new_per_round: int | None = Field(None, ge=1, description="at most this many failures made into new problems per round")
     similarity: float = Field(0.9, gt=0, le=1, description="a new problem this similar (0..1) to a known one is dropped")
     numbers_matter: bool = Field(True, description="a similar problem with other numbers is a new problem, not a copy")
+    curriculum: Literal["fixed", "random", "learning-zone"] = Field(
+        "fixed", description="how hard new problems are: as the failed one; easier, as hard or harder at random; "
+        "or all three made and tried, and only the one with the highest U(s) kept")
 
 
 class Problem(Record):
@@ -115,6 +123,7 @@ class Made(Record):
     task: Task
     asked: tuple[ChatMessage, ...]
     written: str
+    difficulty: str = "same"  # as asked of the teacher
 
 
 class RoundReport(Record):
@@ -214,7 +223,27 @@ def attempted(s: CoEvolution, result: Episodes):
     s = s.replace(pool=pool, pairs=pairs, report=report)
     if not failures:
         return train_solver(s)
-    return RunEpisodes(state=s, stage="made", protocol="make-problem", tasks=failures)
+    return RunEpisodes(state=s, stage="made", protocol="make-problem", tasks=asked_difficulty(failures, s))
+
+
+def asked_difficulty(failures: tuple[Failure, ...], s: CoEvolution) -> tuple[Failure, ...]:
+    """The new problems to ask the teacher for, with the difficulty the curriculum sets."""
+    if s.options.curriculum == "fixed":
+        return failures
+    if s.options.curriculum == "random":
+        return tuple(f.replace(difficulty=random.Random(f"{s.round}:{f.id}").choice(DIFFICULTIES)) for f in failures)
+    return tuple(f.replace(difficulty=d) for f in failures for d in DIFFICULTIES)
+
+
+def in_learning_zone(made: list[Made], rates: dict[str, float], sigma: float) -> set[str]:
+    """Of the problems made from one failure, the one whose success rate is nearest 1/2 (highest
+    U(s); the same difficulty on a tie), by task id."""
+    by_parent: dict[str, list[Made]] = {}
+    for m in made:
+        by_parent.setdefault(m.task.origin.parent, []).append(m)
+    order = {"same": 0, "easier": 1, "harder": 2}
+    return {max(group, key=lambda m: (weight(rates[m.task.id], sigma), -order[m.difficulty])).task.id
+            for group in by_parent.values()}
 
 
 def made(s: CoEvolution, result: Episodes):
@@ -222,7 +251,8 @@ def made(s: CoEvolution, result: Episodes):
                            same_numbers=s.options.numbers_matter)
     new, dropped = keep_new(result.episodes, known, s.reserved, s.round, written=lambda e: e.state.made,
                             name=lambda e: f"r{s.round}-e{e.episode}")
-    kept = [Made(task=task, asked=e.turns[0].asked, written=e.turns[0].text) for task, e in new]
+    kept = [Made(task=task, asked=e.turns[0].asked, written=e.turns[0].text, difficulty=e.task.difficulty)
+            for task, e in new]
     s = s.replace(made=tuple(kept), report=s.report.replace(made=len(kept), dropped=dropped))
     if not kept:
         return train_solver(s)
@@ -234,12 +264,19 @@ def tried(s: CoEvolution, result: Episodes):
     episodes = measured_episodes(result)
     rates = {e.task.id: e.state.success_rate for e in episodes}
     tried_ones = [m for m in s.made if m.task.id in rates]
-    new = tuple(Problem(task=m.task, success=rates[m.task.id], zone=zone(rates[m.task.id], s.options))
-                if m.task.id in rates else Problem(task=m.task) for m in s.made)
     examples = tuple(SFTExample(messages=m.asked, target=m.written, weight=weight(rates[m.task.id], s.options.sigma),
                                 episode=m.task.origin.episode) for m in tried_ones)
+    dropped = dict(s.report.dropped)
+    if s.options.curriculum == "learning-zone":  # only the candidate nearest s = 1/2 joins the pool and trains
+        keep = in_learning_zone(tried_ones, rates, s.options.sigma)
+        dropped["outside the learning zone"] = len(tried_ones) - len(keep)
+        episodes = [e for e in episodes if e.task.id in keep]
+        s = s.replace(made=tuple(m for m in s.made if m.task.id in keep or m.task.id not in rates))
+    new = tuple(Problem(task=m.task, success=rates[m.task.id], zone=zone(rates[m.task.id], s.options))
+                if m.task.id in rates else Problem(task=m.task) for m in s.made)
     pairs = s.pairs + tuple(pair for e in episodes for pair in correct_vs_incorrect(e))
-    report = s.report.replace(pairs=len(pairs), new_zones=pool_zones(new), weights=tuple(x.weight for x in examples))
+    report = s.report.replace(pairs=len(pairs), new_zones=pool_zones(new), weights=tuple(x.weight for x in examples),
+                              dropped=dropped)
     return train_solver(s.replace(pool=s.pool + new, made=(), examples=examples, pairs=pairs, report=report))
 
 

@@ -85,6 +85,8 @@ class TrainSettings(Record):
     lr: float = Field(5e-4, gt=0, le=1.0)
     batch_size: int = Field(8, ge=1, le=1024)
     steps: int = Field(20, ge=1, le=1_000_000, description="optimizer steps per training phase")
+    tokens: int | None = Field(None, ge=1, description="end a phase at the first step that brings it to this many "
+                               "training tokens (prompts and targets; steps stays the cap): equal-token comparisons")
     max_seq_len: int = Field(512, ge=16, le=32_768)
     lora_r: int = Field(16, ge=1, le=1024)
     lora_alpha: int = Field(32, ge=1)
@@ -117,6 +119,13 @@ class TrainingSection(Record):
     settings: TrainSettings = TrainSettings()
 
 
+class HeldOutSet(Record):
+    """Another held-out set, measured at the same points as the main one."""
+
+    count: int = Field(100, ge=1, le=100_000)
+    tasks: "TaskSection"
+
+
 class EvaluationSection(Record):
     """Held-out accuracy of one role, before training and after each phase (greedy, unaided)."""
 
@@ -125,6 +134,8 @@ class EvaluationSection(Record):
     count: int = Field(100, ge=1, le=100_000)
     tasks: "TaskSection" = Field(default_factory=lambda: TaskSection(seed=2**31 - 1),
                                  description="held-out problems; any that also appear in the run are dropped")
+    also: dict[str, HeldOutSet] = Field(default_factory=dict, description="more held-out sets by name (e.g. harder "
+                                        "problems than the run's), measured whenever the main one is")
 
     @property
     def learner(self) -> str:

@@ -8,8 +8,9 @@ experiment continues where it stopped. Arms of one seed differ only by their tre
 (``run.seed``) is set the same way in every arm, and the held-out set comes from the shared config.
 
 The results: ``results.json`` (every run's metric and budget), ``results.md`` (per arm: mean, a
-95% bootstrap interval of the mean over seeds, the per-seed values, the budget), ``results.png``
-(means with their intervals) and ``report.md`` (the command, the table, the budget check).
+95% bootstrap interval of the mean over seeds, the per-seed values, the budget; a table more for
+each further held-out set of ``evaluation.also``), ``results.png`` (means with their intervals)
+and ``report.md`` (the command, the tables, the budget check).
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class Experiment(Record):
     metric: Literal["held_out_accuracy", "solve_rate"] = "held_out_accuracy"
     equal: list[Literal["training_steps", "training_tokens"]] = Field(
         default_factory=lambda: ["training_steps"], description="budgets every arm of a seed must spend alike")
+    tolerance: float = Field(0.0, ge=0, lt=1, description="relative spread allowed in an equal budget (a token "
+                             "budget is reached within a step, so arms overshoot it by part of a batch)")
 
     @field_validator("arms")
     @classmethod
@@ -108,7 +111,8 @@ def run_experiment(path: str | Path, out_dir: str | Path, on_run=None) -> dict:
             else:
                 existing, summary = start_run(arm_config(experiment, folder, arm, seed, runs))
             results.append({"arm": arm, "seed": seed, "run": str(existing.relative_to(root)),
-                            "metric": metric_of(summary, experiment.metric), **budget_of(summary)})
+                            "metric": metric_of(summary, experiment.metric), "also": also_of(summary),
+                            **budget_of(summary)})
     report = summarize_experiment(experiment, results, str(path))
     write_results(root, experiment, results, report)
     return report
@@ -126,6 +130,13 @@ def metric_of(summary: dict, metric: str) -> float | None:
     return None
 
 
+def also_of(summary: dict) -> dict[str, float | None]:
+    """The final accuracy on each further held-out set (``evaluation.also``)."""
+    entries = [e for e in summary.get("evaluated") or [] if e.get("also")] + [
+        p for training in summary.get("training", []) for p in training["phases"] if p.get("also")]
+    return entries[-1]["also"] if entries else {}
+
+
 def budget_of(summary: dict) -> dict[str, int]:
     """Optimizer steps and training tokens the run spent, over every trained phase."""
     phases = [t for t in summary.get("trained", []) if not t.get("skipped")] + [
@@ -141,41 +152,70 @@ def bootstrap_interval(values: list[float], draws: int = 10_000, seed: int = 0) 
     return means[int(0.025 * draws)], means[int(0.975 * draws) - 1]
 
 
+def spread(per_seed: dict) -> dict:
+    """Mean, standard error and bootstrap interval of an arm's per-seed values."""
+    values = [v for v in per_seed.values() if v is not None]
+    return {"per_seed": per_seed, "mean": statistics.fmean(values) if values else None,
+            "stderr": statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else None,
+            "interval": bootstrap_interval(values) if values else None}
+
+
+def unequal_budgets(experiment: Experiment, results: list[dict]) -> list[str]:
+    """Seeds whose arms spent an equal budget differently (beyond the tolerance), as lines."""
+    unequal = []
+    for seed in experiment.seeds:
+        mine = [r for r in results if r["seed"] == seed]
+        for b in experiment.equal:
+            spent = [r[b] for r in mine]
+            if spent and max(spent) - min(spent) > experiment.tolerance * max(spent):
+                unequal.append(f"seed {seed}: {b} " + ", ".join(f"{r['arm']} {r[b]}" for r in mine))
+    return unequal
+
+
 def summarize_experiment(experiment: Experiment, results: list[dict], command_path: str) -> dict:
     arms = {}
     for arm in experiment.arms:
         mine = [r for r in results if r["arm"] == arm]
-        values = [r["metric"] for r in mine if r["metric"] is not None]
-        arms[arm] = {"per_seed": {r["seed"]: r["metric"] for r in mine},
-                     "mean": statistics.fmean(values) if values else None,
-                     "stderr": statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else None,
-                     "interval": bootstrap_interval(values) if values else None,
-                     **{b: [r[b] for r in mine] for b in BUDGETS}}
-    unequal = [f"seed {seed}: {b} " + ", ".join(f"{r['arm']} {r[b]}" for r in results if r["seed"] == seed)
-               for seed in experiment.seeds for b in experiment.equal
-               if len({r[b] for r in results if r["seed"] == seed}) > 1]
+        also = sorted({name for r in mine for name in r.get("also", {})})
+        arms[arm] = {**spread({r["seed"]: r["metric"] for r in mine}), **{b: [r[b] for r in mine] for b in BUDGETS},
+                     "also": {name: spread({r["seed"]: r.get("also", {}).get(name) for r in mine}) for name in also}}
     return {"experiment": experiment.name, "metric": experiment.metric, "seeds": experiment.seeds,
-            "command": f"academe experiment {command_path}", "arms": arms, "unequal_budget": unequal,
-            "runs": results}
+            "command": f"academe experiment {command_path}", "arms": arms,
+            "unequal_budget": unequal_budgets(experiment, results), "runs": results}
+
+
+def panels(report: dict) -> dict[str, dict[str, dict]]:
+    """What the tables and the plot show: the metric, then each further held-out set, by arm."""
+    shown = {report["metric"]: report["arms"]}
+    for name in sorted({n for a in report["arms"].values() for n in a.get("also", {})}):
+        shown[f"held_out_accuracy ({name})"] = {arm: a["also"][name] for arm, a in report["arms"].items()
+                                                if name in a.get("also", {})}
+    return shown
 
 
 def write_results(root: Path, experiment: Experiment, results: list[dict], report: dict) -> None:
     (root / "results.json").write_text(json.dumps(report, indent=2))
-    lines = [f"| arm | mean {experiment.metric} | 95% interval (bootstrap over seeds) | std. error | per seed "
-             f"({', '.join(map(str, experiment.seeds))}) | training steps | training tokens |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for arm, a in report["arms"].items():
-        interval = f"{a['interval'][0]:.3f} - {a['interval'][1]:.3f}" if a["interval"] else "-"
-        lines.append(f"| {arm} | {_num(a['mean'])} | {interval} | {_num(a['stderr'])} | "
-                     f"{', '.join(_num(v) for v in a['per_seed'].values())} | "
-                     f"{', '.join(map(str, a['training_steps']))} | {', '.join(map(str, a['training_tokens']))} |")
-    table = "\n".join(lines) + "\n"
-    (root / "results.md").write_text(table)
-    budget = ("equal across arms for every seed (" + ", ".join(experiment.equal) + ")"
+    tables = []
+    for metric, arms in panels(report).items():
+        lines = [f"| arm | mean {metric} | 95% interval (bootstrap over seeds) | std. error | per seed "
+                 f"({', '.join(map(str, experiment.seeds))}) | training steps | training tokens |",
+                 "| --- | --- | --- | --- | --- | --- | --- |"]
+        for arm, a in arms.items():
+            interval = f"{a['interval'][0]:.3f} - {a['interval'][1]:.3f}" if a["interval"] else "-"
+            budget = report["arms"][arm]
+            lines.append(f"| {arm} | {_num(a['mean'])} | {interval} | {_num(a['stderr'])} | "
+                         f"{', '.join(_num(v) for v in a['per_seed'].values())} | "
+                         f"{', '.join(map(str, budget['training_steps']))} | "
+                         f"{', '.join(map(str, budget['training_tokens']))} |")
+        tables.append("\n".join(lines) + "\n")
+    (root / "results.md").write_text("\n".join(tables))
+    budget = ("equal across arms for every seed (" + ", ".join(experiment.equal) +
+              (f", within {experiment.tolerance:.0%}" if experiment.tolerance else "") + ")"
               if not report["unequal_budget"] else "NOT equal: " + "; ".join(report["unequal_budget"]))
     (root / "report.md").write_text(
         f"# Experiment {experiment.name}\n\n`{report['command']}`\n\n{len(experiment.arms)} arms x "
-        f"{len(experiment.seeds)} seeds; metric: {experiment.metric}.\n\n{table}\nBudget: {budget}.\n")
+        f"{len(experiment.seeds)} seeds; metric: {experiment.metric}.\n\n" + "\n".join(tables) +
+        f"\nBudget: {budget}.\n")
     plot_results(root / "results.png", experiment, report)
 
 
@@ -185,17 +225,20 @@ def plot_results(path: Path, experiment: Experiment, report: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    arms = [a for a in report["arms"] if report["arms"][a]["mean"] is not None]
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(arms) + 2), 3.4))
-    for i, arm in enumerate(arms):
-        a = report["arms"][arm]
-        low, high = a["interval"]
-        ax.errorbar(i, a["mean"], yerr=[[a["mean"] - low], [high - a["mean"]]], fmt="o", capsize=6)
-        ax.scatter([i + 0.12] * len(a["per_seed"]), [v for v in a["per_seed"].values() if v is not None],
-                   s=12, alpha=0.5)
-    ax.set_xticks(range(len(arms)), arms)
-    ax.set_ylabel(experiment.metric)
-    ax.set_title(f"{experiment.name}\nmean and 95% bootstrap interval over {len(experiment.seeds)} seeds",
+    shown = panels(report)
+    width = max(5.0, 1.6 * len(report["arms"]) + 2)
+    fig, axes = plt.subplots(1, len(shown), figsize=(width * len(shown), 3.4), squeeze=False)
+    for ax, (metric, by_arm) in zip(axes[0], shown.items()):
+        arms = [a for a in by_arm if by_arm[a]["mean"] is not None]
+        for i, arm in enumerate(arms):
+            a = by_arm[arm]
+            low, high = a["interval"]
+            ax.errorbar(i, a["mean"], yerr=[[a["mean"] - low], [high - a["mean"]]], fmt="o", capsize=6)
+            ax.scatter([i + 0.12] * len(a["per_seed"]), [v for v in a["per_seed"].values() if v is not None],
+                       s=12, alpha=0.5)
+        ax.set_xticks(range(len(arms)), arms)
+        ax.set_ylabel(metric)
+    fig.suptitle(f"{experiment.name}: mean and 95% bootstrap interval over {len(experiment.seeds)} seeds",
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -113,9 +113,9 @@ class Services:
 
 class ProgramRunner:
     def __init__(self, program: Program, options, cast: dict[str, tuple[AgentSpec, ...]], runner: Runner,
-                 services: Services, run_dir: Path, held_out: list[Task]):
+                 services: Services, run_dir: Path, held_out: list[Task], also: dict[str, list[Task]] | None = None):
         self.program, self.options, self.cast, self.runner = program, options, cast, runner
-        self.services, self.run_dir, self.held_out = services, Path(run_dir), held_out
+        self.services, self.run_dir, self.held_out, self.also = services, Path(run_dir), held_out, also or {}
         self.log = ProgramLog(run_dir)
 
     def run(self, tasks: list[Task]) -> tuple[Stop, list[DecisionRecord], dict[int, ResultRecord]]:
@@ -254,8 +254,9 @@ class ProgramRunner:
             version = self.services.version(agent.model)
             return Evaluated(role=action.role, model=agent.model, version=version, accuracy=None, tasks=0)
         accuracy, version = await self.services.evaluate(agent, protocol, self.held_out)
+        also = {name: (await self.services.evaluate(agent, protocol, tasks))[0] for name, tasks in self.also.items()}
         return Evaluated(role=action.role, model=agent.model, version=version, accuracy=accuracy,
-                         tasks=len(self.held_out))
+                         tasks=len(self.held_out), also=also)
 
     # ---- results ----
     def _storable(self, result, decision: DecisionRecord):

@@ -144,6 +144,7 @@ class Plan:
     cast: dict[str, tuple[AgentSpec, ...]]
     tasks: list[Task]
     held_out: list[Task] = field(default_factory=list)
+    also_held_out: dict[str, list[Task]] = field(default_factory=dict)  # evaluation.also, by name
 
     @property
     def name(self) -> str:
@@ -164,7 +165,7 @@ def plan(config: SimulationConfig) -> Plan:
             tasks = select_tasks(config.tasks, None, config.run.seed)
             held_out = held_out_tasks(config, tasks)
             program.begin(tuple(tasks), tuple(held_out), options)  # pure: a start that fails, fails here
-            return Plan(None, program, options, cast, tasks, held_out)
+            return Plan(None, program, options, cast, tasks, held_out, also_held_out(config, tasks))
         protocol = get_protocol(config.protocol.name)
         protocol.check_bindings({role: [a.name for a in agents] for role, agents in cast.items()})
         options = protocol.parse_options(config.protocol.options)
@@ -174,7 +175,7 @@ def plan(config: SimulationConfig) -> Plan:
             except ProtocolError as exc:
                 raise ConfigError(f"training.{model}: {exc}") from None
         tasks = select_tasks(config.tasks, config.run.episodes, config.run.seed)
-        return Plan(protocol, None, options, cast, tasks, held_out_tasks(config, tasks))
+        return Plan(protocol, None, options, cast, tasks, held_out_tasks(config, tasks), also_held_out(config, tasks))
     except ValidationError as exc:
         raise ConfigError(describe(exc, "config", prefix=section)) from None
     except (ProtocolError, ValueError) as exc:  # TaskFileError, bad graders, rows an HF data set cannot give
@@ -237,11 +238,22 @@ def held_out_tasks(config: SimulationConfig, tasks: list[Task]) -> list[Task]:
                           "remove evaluation.role")
     if config.program is None and config.evaluation.learner not in config.cast():
         raise ConfigError(f"evaluation.role: no agent has role {config.evaluation.learner!r}")
+    return unseen(config.evaluation.tasks, config.evaluation.count, config.run.seed, tasks, "evaluation.tasks")
+
+
+def also_held_out(config: SimulationConfig, tasks: list[Task]) -> dict[str, list[Task]]:
+    """The further held-out sets (``evaluation.also``), each less any task the run also has."""
+    if config.evaluation is None:
+        return {}
+    return {name: unseen(held.tasks, held.count, config.run.seed, tasks, f"evaluation.also.{name}.tasks")
+            for name, held in config.evaluation.also.items()}
+
+
+def unseen(section: TaskSection, count: int, run_seed: int, tasks: list[Task], where: str) -> list[Task]:
     seen = {t.question for t in tasks}
-    held_out = [t for t in select_tasks(config.evaluation.tasks, config.evaluation.count, config.run.seed)
-                if t.question not in seen]
+    held_out = [t for t in select_tasks(section, count, run_seed) if t.question not in seen]
     if not held_out:
-        raise ConfigError("evaluation.tasks: every held-out task also appears in the run; pick other tasks")
+        raise ConfigError(f"{where}: every held-out task also appears in the run; pick other tasks")
     return held_out
 
 
@@ -306,7 +318,7 @@ def run_program(config: SimulationConfig, checked: Plan, run_dir: Path, pool: Mo
                 raise RuntimeError(f"publishing {trainer.model} v{trainer.version} failed: {publication.failed}; "
                                    "its checkpoint is kept: resume the run to publish it again")
     program_runner = ProgramRunner(checked.program, checked.options, checked.cast, runner, services, run_dir,
-                                   checked.held_out)
+                                   checked.held_out, checked.also_held_out)
     stop, decisions, results = program_runner.run(checked.tasks)
     return summarize_program(checked.program, stop, decisions, results, run_dir, runner.messages,
                              runner.completion_tokens)
@@ -379,7 +391,7 @@ def training_hooks(config: SimulationConfig, checked: Plan, run_dir: Path) -> li
     evaluation = None
     if checked.held_out:
         agent = checked.cast[config.evaluation.learner][0]
-        evaluation = Evaluation(agent, checked.protocol, checked.options, checked.held_out)
+        evaluation = Evaluation(agent, checked.protocol, checked.options, checked.held_out, checked.also_held_out)
     return [ScheduledTraining(model, section, config.trained_spec(model), checked.protocol, run_dir,
                               use_ray=config.ray.enabled,
                               evaluation=evaluation if evaluation and evaluation.agent.model == model else None)

@@ -263,3 +263,47 @@ def test_the_fine_tuning_baseline_trains_on_reference_solutions_every_round():
     assert all(a.sft == trains[0].sft for a in trains) and len(trains[0].sft) == len(TASKS)
     assert [e.target for e in trains[0].sft] == [t.solution for t in TASKS] and "Answer: " in trains[0].sft[0].target
     assert stop.summary == {"baseline": 0.0, "accuracy": [0.0, 0.1, 0.2]} and stop.state.round == 3
+
+
+def test_the_scripted_teacher_makes_problems_as_much_harder_or_easier_as_asked():
+    from academe.agents.records import Prompt
+    from academe.protocols.engine import user
+    from academe.protocols.making import made_task, make_prompt
+
+    def made(steps, max_value, difficulty):
+        task = generate_word_problems(1, steps=steps, max_value=max_value, seed=3)[0]
+        failure = Failure(**task.model_dump(), attempt="Answer: 1", difficulty=difficulty)
+        text = problem_maker(Prompt(messages=(user(make_prompt(failure)),), task=failure.base(), seed=5))
+        question = made_task(text, "x").question
+        return question.count("Then"), max(int(n) for n in __import__("re").findall(r"\d+", question))
+
+    assert made(2, 20, "harder")[0] == 3 and made(2, 20, "same")[0] == 2 and made(2, 20, "easier")[0] == 1
+    assert made(1, 400, "easier")[0] == 1 and made(1, 400, "easier")[1] <= 200  # one step: smaller numbers
+
+
+def test_curricula_ask_for_difficulties_and_the_learning_zone_keeps_the_candidate_nearest_one_half():
+    # the solver solves one-step problems, half its attempts at two-step ones, no three-step one: of
+    # the teacher's easier (1 step), same (2) and harder (3) problems it masters, half solves, fails
+    def solver(prompt):
+        steps = prompt.task.question.count("Then")
+        right = steps == 1 or (steps == 2 and prompt.seed % 2 == 0)
+        return f"Answer: {prompt.task.answer}" if right else f"Answer: {1000 + prompt.seed}"
+
+    agents = {"solver": [("s", solver)], "teacher": teacher(), "generator": [("g", None)]}
+    tasks = tuple(generate_word_problems(3, steps=2, max_value=20, seed=11))
+    held_out = (generate_word_problems(1, steps=1, seed=99)[0],)
+    difficulties = {}
+    for curriculum in ("fixed", "random", "learning-zone"):
+        stop, actions = play_program(socratic_zero, tasks, held_out,
+                                     CoEvolutionOptions(rounds=1, k=4, curriculum=curriculum), agents)
+        making = [a for a in actions if isinstance(a, RunEpisodes) and a.stage == "made"][0]
+        difficulties[curriculum] = [t.difficulty for t in making.tasks]
+        report = stop.state.reports[0]
+        if curriculum == "learning-zone":
+            assert report.dropped["outside the learning zone"] == 2 * report.failures
+            new = stop.state.pool[len(tasks):]
+            assert len(new) == report.failures and all(p.success == 0.5 for p in new)
+            assert report.pairs == (len(tasks) + len(new)) * 2 * 2  # only the kept candidates' pairs train
+    assert set(difficulties["fixed"]) == {"same"}
+    assert difficulties["learning-zone"] == ["easier", "same", "harder"] * len(difficulties["fixed"])
+    assert len(difficulties["random"]) == len(difficulties["fixed"]) and set(difficulties["random"]) <= {"easier", "same", "harder"}

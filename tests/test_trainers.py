@@ -38,6 +38,15 @@ def test_sft_phase_changes_every_trained_parameter_and_lowers_the_loss(tiny_mode
     assert trainer.loss_on(SFT_DATA) < loss_before
 
 
+def test_a_token_budget_ends_the_phase_at_the_step_that_reaches_it(tiny_model):
+    per_step = Trainer(ModelSpec(path=str(tiny_model)), settings()).train_sft(SFT_DATA).tokens / 6  # 4 examples a batch
+    budget = int(2.5 * per_step)  # reached during the third step
+    report = Trainer(ModelSpec(path=str(tiny_model)), settings(tokens=budget)).train_sft(SFT_DATA)
+    assert report.steps == 3 and len(report.losses) == 3 and budget <= report.tokens < budget + per_step
+    capped = Trainer(ModelSpec(path=str(tiny_model)), settings(tokens=10**6)).train_sft(SFT_DATA)
+    assert capped.steps == 6  # steps stays the cap
+
+
 def test_dpo_phase_raises_the_chosen_vs_rejected_margin(tiny_model):
     trainer = Trainer(ModelSpec(path=str(tiny_model)), settings("lora"))
     margin_before = trainer.margin_on(PAIRS)

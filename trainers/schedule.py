@@ -33,12 +33,17 @@ PHASES_FILE = "training.jsonl"
 class Evaluation:
     """Held-out accuracy of one agent, measured through the model actor it uses."""
 
-    def __init__(self, agent: AgentSpec, protocol: Protocol, options: Options, tasks: list[Task]):
-        self.agent, self.protocol, self.options, self.tasks = agent, protocol, options, tasks
+    def __init__(self, agent: AgentSpec, protocol: Protocol, options: Options, tasks: list[Task],
+                 also: dict[str, list[Task]] | None = None):
+        self.agent, self.protocol, self.options, self.tasks, self.also = agent, protocol, options, tasks, also or {}
 
     async def __call__(self, pool) -> dict:
         share, version = await accuracy(pool, self.agent, self.protocol, self.options, self.tasks)
-        return {"accuracy": share, "version": version, "tasks": len(self.tasks)}
+        entry = {"accuracy": share, "version": version, "tasks": len(self.tasks)}
+        if self.also:
+            entry["also"] = {name: (await accuracy(pool, self.agent, self.protocol, self.options, tasks))[0]
+                             for name, tasks in self.also.items()}
+        return entry
 
 
 class ScheduledTraining:

@@ -174,6 +174,8 @@ class Trainer:
                              "samples_per_s": len(losses) * len(batch) / elapsed}
                 if margin is not None:
                     margins.append(margin)
+                if self.settings.tokens is not None and tokens >= self.settings.tokens:
+                    break
         except (torch.OutOfMemoryError, RuntimeError) as exc:
             self._restore(good)
             raise TrainingFailed(f"{kind} phase failed ({type(exc).__name__}: {str(exc)[:300]}); "
@@ -183,8 +185,8 @@ class Trainer:
             self.live = dict(self.live, phase=None)
         seconds = time.perf_counter() - start
         self.version += 1
-        samples = sum(len(b) for b in plan)
-        return PhaseReport(version=self.version, kind=kind, examples=len(items), steps=len(plan), losses=tuple(losses),
+        samples = sum(len(b) for b in plan[:len(losses)])
+        return PhaseReport(version=self.version, kind=kind, examples=len(items), steps=len(losses), losses=tuple(losses),
                            margins=tuple(margins), tokens=tokens, seconds=seconds, tokens_per_s=tokens / seconds,
                            samples_per_s=samples / seconds)
 
