@@ -61,7 +61,7 @@ def program_decisions(run_dir) -> list[dict]:
     return [r["action"] for r in map(json.loads, lines) if r["type"] == "decision"]
 
 
-def llm2llm_config(out_dir, model, iterations=2):
+def llm2llm_config(out_dir, model, iterations=2, also=None):
     """LLM2LLM on a tiny student; the scripted teacher writes the new items."""
     return parse_config({
         "run": {"name": "l2l", "seed": 0, "concurrency": 16, "out_dir": str(out_dir)},
@@ -72,7 +72,7 @@ def llm2llm_config(out_dir, model, iterations=2):
         "agents": {"student": {"model": "student", "sampling": {"max_new_tokens": 8}}, "teacher": {"model": "oracle"}},
         "training": {"student": {"num_cpus": 1, "threads": 1,
                                  "settings": {"steps": 2, "batch_size": 4, "lr": 0.01, "max_seq_len": 256}}},
-        "evaluation": {"count": 4},
+        "evaluation": {"count": 4, "also": also or {}},
     })
 
 

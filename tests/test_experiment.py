@@ -86,3 +86,24 @@ def test_every_shipped_experiment_loads_with_every_arm_and_seed(tmp_path):
         for arm in experiment.arms:
             for seed in experiment.seeds:
                 plan(arm_config(experiment, folder, arm, seed, tmp_path))
+
+
+def test_further_held_out_sets_get_their_own_table_and_a_token_budget_may_differ_within_the_tolerance(tmp_path):
+    from academe.simulation.experiment import also_of, write_results
+    program = {"evaluated": [{"accuracy": 0.2, "also": {"harder": 0.0}}, {"accuracy": 0.5, "also": {"harder": 0.25}}]}
+    protocol = {"training": [{"phases": [{"event": "baseline", "also": {"harder": 0.0}},
+                                         {"event": "trained", "tokens": 10, "also": {"harder": 0.5}}]}]}
+    assert also_of(program) == {"harder": 0.25} and also_of(protocol) == {"harder": 0.5} and also_of({}) == {}
+
+    experiment = Experiment(name="x", base="b.yaml", seeds=[0, 1, 2], arms={"a": {}, "b": {}},
+                            equal=["training_tokens"], tolerance=0.05)
+    results = [{"arm": arm, "seed": seed, "run": "", "metric": 0.5, "also": {"harder": 0.1 * seed},
+                "training_steps": 10, "training_tokens": tokens}
+               for seed in (0, 1, 2) for arm, tokens in (("a", 1000), ("b", 1040 if seed < 2 else 1100))]
+    report = summarize_experiment(experiment, results, "x.yaml")
+    assert report["unequal_budget"] == ["seed 2: training_tokens a 1000, b 1100"]  # 4% passes, 9% does not
+    assert report["arms"]["a"]["also"]["harder"]["per_seed"] == {0: 0.0, 1: 0.1, 2: 0.2}
+    write_results(tmp_path, experiment, results, report)
+    tables = (tmp_path / "results.md").read_text()
+    assert "| arm | mean held_out_accuracy |" in tables and "| arm | mean held_out_accuracy (harder) |" in tables
+    assert "| a | 0.100 |" in tables  # the harder set's mean for arm a

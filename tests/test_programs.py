@@ -155,8 +155,10 @@ def test_a_program_log_line_torn_by_a_crash_is_cut_and_never_counts(tmp_path):
 
 def test_llm2llm_retrains_a_tiny_student_from_the_base_on_data_grown_from_its_mistakes(ray_local, tmp_path, tiny_model):
     from simulations import llm2llm_config
-    run_dir, summary = start_run(llm2llm_config(tmp_path, tiny_model))
+    harder = {"count": 3, "tasks": {"source": "generated", "steps": 2, "seed": 5}}
+    run_dir, summary = start_run(llm2llm_config(tmp_path, tiny_model, also={"two-step": harder}))
     assert [(t["version"], t["examples"]) for t in summary["trained"]] == [(1, 4), (2, 8)]  # a tiny model errs on all
+    assert [(e["version"], sorted(e["also"])) for e in summary["evaluated"]] == [(v, ["two-step"]) for v in (0, 1, 2)]
     iterations = summary["result"]["iterations"]
     assert iterations[0]["wrong"] == 4 and iterations[0]["written"] == 4 and summary["result"]["synthetic"] == 4
     frame = read_messages(run_dir).to_pandas()

@@ -34,7 +34,7 @@ def with_drill(monkeypatch):
     monkeypatch.setitem(PROTOCOLS, "drill", drill)
 
 
-def config(tmp_path, tiny_model, **training):
+def config(tmp_path, tiny_model, also=None, **training):
     return parse_config({
         "run": {"name": "learn", "episodes": 12, "concurrency": 4, "out_dir": str(tmp_path)},
         "protocol": {"name": "drill"},
@@ -43,14 +43,17 @@ def config(tmp_path, tiny_model, **training):
         "agents": {"student": {"role": "student", "model": "tiny", "sampling": {"max_new_tokens": 8}}},
         "training": {"tiny": {"role": "student", "every_episodes": 4, "publish": "adapter",
                               "settings": {"steps": 3, "batch_size": 4, "lr": 0.01}, **training}},
-        "evaluation": {"role": "student", "count": 8},
+        "evaluation": {"role": "student", "count": 8, "also": also or {}},
     })
 
 
 def test_sync_training_produces_versions_the_log_shows(ray_local, tmp_path, tiny_model, with_drill):
-    run_dir, summary = start_run(config(tmp_path, tiny_model))
+    harder = {"count": 3, "tasks": {"source": "generated", "steps": 3, "seed": 5}}
+    run_dir, summary = start_run(config(tmp_path, tiny_model, also={"three-step": harder}))
     (training,) = summary["training"]
     assert training["versions"] == [1, 2, 3]
+    # the further held-out set is measured wherever the main one is: the baseline and every phase
+    assert [sorted(p["also"]) for p in training["phases"]] == [["three-step"]] * 4
     trained = [p for p in training["phases"] if p["event"] == "trained"]
     assert all(p["published_to"] == ["tiny"] and not p["publish_failed"] for p in trained)
     assert [v for v, _ in training["accuracy"]] == [0, 1, 2, 3]  # baseline, then after every phase
