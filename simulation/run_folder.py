@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from pydantic import ValidationError
+
 from academe.simulation.config import ConfigError, SimulationConfig, dump_config
 
 CONFIG_FILE, SUMMARY_FILE, STARTED_FILE, LOCK_FILE = "config.yaml", "summary.json", "started.json", "run.lock"
@@ -45,6 +47,10 @@ def check_unchanged(run_dir: Path, config: SimulationConfig) -> None:
     if not started_file.is_file():
         return  # a folder from before this file existed: nothing to compare with
     started = json.loads(started_file.read_text())["config"]
+    try:  # read with today's fields: a field academe gained since then is at its default on both sides
+        started = SimulationConfig.model_validate(started).model_dump(mode="json")
+    except ValidationError:
+        pass  # a field since removed or changed: compare the dumps as written
     changes = [c for c in changed_fields(started, config.model_dump(mode="json"))
                if not c.startswith(tuple(f"{field}." for field in MAY_CHANGE) + tuple(f"{f}:" for f in MAY_CHANGE))]
     if changes:

@@ -50,6 +50,15 @@ def test_a_config_edited_since_the_run_started_is_refused(run_dir, edit, allowed
         assert "then: academe resume" not in out  # resuming again would not help
 
 
+def test_a_run_started_before_academe_gained_a_config_field_still_resumes(run_dir):
+    (run_dir / "summary.json").unlink()
+    started = json.loads((run_dir / "started.json").read_text())
+    del started["config"]["tasks"]["offset"]  # as written by a version without tasks.offset
+    (run_dir / "started.json").write_text(json.dumps(started))
+    code, out = academe("resume", run_dir, "--quiet")
+    assert code == 0, out
+
+
 def test_a_run_whose_every_episode_failed_exits_non_zero(tmp_path):
     code, out = academe("run", "--quiet", "--set", f"run.out_dir={tmp_path}", "--set", "run.episodes=3",
                         "--set", "ray.enabled=false",
