@@ -222,7 +222,7 @@ def experiment(
         report = run_experiment(path, out, announce)
     except ConfigError as exc:
         _fail(str(exc))
-    except (OSError, ModelStartError) as exc:
+    except (OSError, ModelStartError, ProgramDiverged) as exc:
         _fail(f"the experiment stopped: {exc}. Finished runs are kept; fix the cause, then run "
               f"academe experiment {path} again: it goes on where it stopped")
     folder = out / report["experiment"]

@@ -62,6 +62,17 @@ class ResultRecord(Record):
 PROGRAM_RECORD = TypeAdapter(DecisionRecord | ResultRecord)
 
 
+def same_as_logged(logged, again) -> bool:
+    """Whether a decision made again is the logged one. A key the logged record lacks is a field
+    academe gained since the run started (at its default, or the run would differ elsewhere too):
+    it is not compared, so an upgrade does not stop a run from resuming."""
+    if isinstance(logged, dict) and isinstance(again, dict):
+        return all(key in again and same_as_logged(value, again[key]) for key, value in logged.items())
+    if isinstance(logged, list) and isinstance(again, list):
+        return len(logged) == len(again) and all(map(same_as_logged, logged, again))
+    return logged == again
+
+
 class ProgramDiverged(RuntimeError):
     """Replaying a program through its log gave another decision than the one logged: decision
     ``n`` differs in ``field`` (``logged`` then, ``again`` now); ``checked`` are the decisions before."""
@@ -170,8 +181,8 @@ class ProgramRunner:
 
     def _check_same(self, decision: DecisionRecord, action: Action, checked: list[DecisionRecord]) -> None:
         again = json.loads(action.model_dump_json())
-        if again != decision.action:
-            field = next((k for k in again if again.get(k) != decision.action.get(k)), "?")
+        if not same_as_logged(decision.action, again):
+            field = next((k for k in decision.action if not same_as_logged(decision.action[k], again.get(k))), "?")
             raise ProgramDiverged(
                 f"program {self.program.name!r}: decision {decision.n} ({decision.kind}, round {decision.round}) "
                 f"differs from the logged one in {field!r}: the program, its options or its tasks changed since "

@@ -188,3 +188,12 @@ def test_lbt_examines_two_students_of_different_models_and_trains_the_teacher(ra
     exam = frame[(frame.protocol == "teach-and-exam") & (frame.phase == "exam")]
     assert set(exam.agent) == {"tiny", "guesser"} and len(exam) == 3 * 3 * 2 * 2  # lessons x rationales x exam x students
     assert set(exam.model) == {"tiny-llama", "scripted:guessing_student"}
+
+
+def test_a_field_academe_gained_since_a_decision_was_logged_does_not_make_it_diverge():
+    from academe.simulation.program_runner import same_as_logged
+    logged = {"kind": "run-episodes", "tasks": [{"id": "a", "attempt": "x"}]}
+    assert same_as_logged(logged, {"kind": "run-episodes", "tasks": [{"id": "a", "attempt": "x", "difficulty": "same"}]})
+    assert not same_as_logged(logged, {"kind": "run-episodes", "tasks": [{"id": "a", "attempt": "y"}]})
+    assert not same_as_logged(logged, {"kind": "run-episodes", "tasks": [{"id": "a"}]})  # a field gone
+    assert not same_as_logged(logged, {"kind": "run-episodes", "tasks": []})
