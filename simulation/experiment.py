@@ -30,9 +30,15 @@ from academe.simulation.config import ConfigError, SimulationConfig, describe, l
 BUDGETS = ("training_steps", "training_tokens")
 
 
+METRIC = r"^(held_out_accuracy|solve_rate|result(\.[A-Za-z0-9_\-]+)+)$"
+
+
 class Arm(Record):
     config: str | None = Field(None, description="a run config of its own (default: the experiment's base)")
     set: list[str] = Field(default_factory=list, description="overrides, key.path=value, as with --set")
+    metric: str | None = Field(None, pattern=METRIC, description="this arm's own metric (default: the experiment's)")
+    same_run_as: str | None = Field(None, description="no run of its own: this arm's metric is read from that arm's "
+                                    "runs (two ways of deciding from the same data, e.g. LbT's M1 and majority vote)")
 
 
 class Experiment(Record):
@@ -41,7 +47,8 @@ class Experiment(Record):
     set: list[str] = Field(default_factory=list, description="overrides every arm gets")
     arms: dict[str, Arm] = Field(min_length=2)
     seeds: list[int] = Field(min_length=3, description="at least 3: an interval needs spread to mean anything")
-    metric: Literal["held_out_accuracy", "solve_rate"] = "held_out_accuracy"
+    metric: str = Field("held_out_accuracy", pattern=METRIC, description="held_out_accuracy (the last evaluation), "
+                        "solve_rate, or result.PATH: a number in a program's summary, e.g. result.rounds.-1.majority")
     equal: list[Literal["training_steps", "training_tokens"]] = Field(
         default_factory=lambda: ["training_steps"], description="budgets every arm of a seed must spend alike")
     tolerance: float = Field(0.0, ge=0, lt=1, description="relative spread allowed in an equal budget (a token "
@@ -53,6 +60,15 @@ class Experiment(Record):
         for name in arms:
             if not name.replace("-", "").replace("_", "").isalnum():
                 raise ValueError(f"arm name {name!r}: letters, digits, - and _ only (it names run folders)")
+        for name, arm in arms.items():
+            if arm.same_run_as is None:
+                continue
+            earlier = list(arms)[:list(arms).index(name)]
+            if arm.same_run_as not in earlier or arms[arm.same_run_as].same_run_as is not None:
+                raise ValueError(f"arm {name!r}: same_run_as {arm.same_run_as!r} must name an arm before it that has "
+                                 "runs of its own")
+            if arm.config or arm.set:
+                raise ValueError(f"arm {name!r}: an arm with same_run_as has no run of its own: no config or set")
         return arms
 
 
@@ -90,7 +106,8 @@ def run_experiment(path: str | Path, out_dir: str | Path, on_run=None) -> dict:
     experiment, folder = load_experiment(path)
     root = Path(out_dir) / experiment.name
     runs = root / "runs"
-    for arm in experiment.arms:  # every arm's config must load before anything runs
+    running = [arm for arm, spec in experiment.arms.items() if spec.same_run_as is None]
+    for arm in running:  # every arm's config must load before anything runs
         for seed in experiment.seeds:
             arm_config(experiment, folder, arm, seed, runs)
     root.mkdir(parents=True, exist_ok=True)
@@ -101,7 +118,8 @@ def run_experiment(path: str | Path, out_dir: str | Path, on_run=None) -> dict:
     kept.write_text(given)
     results = []
     for seed in experiment.seeds:
-        for arm in experiment.arms:
+        summaries = {}
+        for arm in running:
             existing = run_folder(runs, arm, seed)
             if on_run is not None:
                 on_run(arm, seed, "done" if existing and (existing / "summary.json").exists()
@@ -110,8 +128,11 @@ def run_experiment(path: str | Path, out_dir: str | Path, on_run=None) -> dict:
                 summary = resume_run(existing)
             else:
                 existing, summary = start_run(arm_config(experiment, folder, arm, seed, runs))
+            summaries[arm] = (existing, summary)
+        for arm, spec in experiment.arms.items():
+            existing, summary = summaries[spec.same_run_as or arm]
             results.append({"arm": arm, "seed": seed, "run": str(existing.relative_to(root)),
-                            "metric": metric_of(summary, experiment.metric), "also": also_of(summary),
+                            "metric": metric_of(summary, spec.metric or experiment.metric), "also": also_of(summary),
                             **budget_of(summary)})
     report = summarize_experiment(experiment, results, str(path))
     write_results(root, experiment, results, report)
@@ -119,9 +140,20 @@ def run_experiment(path: str | Path, out_dir: str | Path, on_run=None) -> dict:
 
 
 def metric_of(summary: dict, metric: str) -> float | None:
-    """The run's final held-out accuracy (the last evaluation), or its episodes' solve rate."""
+    """The run's final held-out accuracy (the last evaluation), its episodes' solve rate, or a number
+    at a path in a program's result."""
     if metric == "solve_rate":
         return summary.get("solve_rate")
+    if metric.startswith("result."):
+        value = summary.get("result")
+        for key in metric.split(".")[1:]:
+            if isinstance(value, list) and key.lstrip("-").isdigit() and -len(value) <= int(key) < len(value):
+                value = value[int(key)]
+            elif isinstance(value, dict) and key in value:
+                value = value[key]
+            else:
+                return None
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
     if summary.get("evaluated"):  # a program: evaluations by round
         return summary["evaluated"][-1]["accuracy"]
     for training in summary.get("training", []):  # a protocol run with training phases
@@ -203,7 +235,8 @@ def write_results(root: Path, experiment: Experiment, results: list[dict], repor
         for arm, a in arms.items():
             interval = f"{a['interval'][0]:.3f} - {a['interval'][1]:.3f}" if a["interval"] else "-"
             budget = report["arms"][arm]
-            lines.append(f"| {arm} | {_num(a['mean'])} | {interval} | {_num(a['stderr'])} | "
+            own = experiment.arms[arm].metric
+            lines.append(f"| {arm}{f' ({own})' if own else ''} | {_num(a['mean'])} | {interval} | {_num(a['stderr'])} | "
                          f"{', '.join(_num(v) for v in a['per_seed'].values())} | "
                          f"{', '.join(map(str, budget['training_steps']))} | "
                          f"{', '.join(map(str, budget['training_tokens']))} |")

@@ -107,3 +107,21 @@ def test_further_held_out_sets_get_their_own_table_and_a_token_budget_may_differ
     tables = (tmp_path / "results.md").read_text()
     assert "| arm | mean held_out_accuracy |" in tables and "| arm | mean held_out_accuracy (harder) |" in tables
     assert "| a | 0.100 |" in tables  # the harder set's mean for arm a
+
+
+def test_arms_may_read_their_own_metric_from_another_arms_runs(ray_local, tmp_path):
+    from academe.simulation.experiment import metric_of
+    summary = {"result": {"rounds": [{"majority": 0.25, "lbt_max": 0.5}, {"majority": 0.5, "lbt_max": 0.75}]}}
+    assert metric_of(summary, "result.rounds.-1.lbt_max") == 0.75 and metric_of(summary, "result.rounds.0.majority") == 0.25
+    assert metric_of(summary, "result.rounds.5.majority") is None and metric_of(summary, "result.nothing") is None
+
+    path = write_experiment(tmp_path, arms={"four-turns": {"set": ["protocol.options.max_student_turns=4"]},
+                                            "rate-again": {"same_run_as": "four-turns", "metric": "solve_rate"}},
+                            metric="solve_rate")
+    report = run_experiment(path, tmp_path / "out")
+    assert len(list((tmp_path / "out" / "turns" / "runs").iterdir())) == 3  # one run per seed, read by both arms
+    assert report["arms"]["rate-again"]["per_seed"] == report["arms"]["four-turns"]["per_seed"]
+    with pytest.raises(ValueError, match="must name an arm before it"):
+        Experiment(name="x", base="b.yaml", seeds=[0, 1, 2], arms={"a": {"same_run_as": "b"}, "b": {}})
+    with pytest.raises(ValueError, match="no config or set"):
+        Experiment(name="x", base="b.yaml", seeds=[0, 1, 2], arms={"a": {}, "b": {"same_run_as": "a", "set": ["x=1"]}})
