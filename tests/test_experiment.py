@@ -125,3 +125,19 @@ def test_arms_may_read_their_own_metric_from_another_arms_runs(ray_local, tmp_pa
         Experiment(name="x", base="b.yaml", seeds=[0, 1, 2], arms={"a": {"same_run_as": "b"}, "b": {}})
     with pytest.raises(ValueError, match="no config or set"):
         Experiment(name="x", base="b.yaml", seeds=[0, 1, 2], arms={"a": {}, "b": {"same_run_as": "a", "set": ["x=1"]}})
+
+
+def test_the_gpu_experiment_files_load(tmp_path):
+    """They cannot be planned here (no GPU, no vLLM); their configs must still validate."""
+    from pathlib import Path
+
+    from academe.simulation.experiment import arm_config, load_experiment
+    from academe.simulation.simulate import held_out_tasks, select_tasks
+
+    files = sorted((Path(__file__).resolve().parents[1] / "configs" / "experiments" / "gpu").glob("*.yaml"))
+    assert files
+    for file in files:
+        experiment, folder = load_experiment(file)
+        for arm in (a for a, spec in experiment.arms.items() if spec.same_run_as is None):
+            config = arm_config(experiment, folder, arm, experiment.seeds[0], tmp_path)
+            assert held_out_tasks(config, select_tasks(config.tasks, None, config.run.seed))
