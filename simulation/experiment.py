@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from academe.agents.records import Record
 from academe.simulation.config import ConfigError, SimulationConfig, describe, load_config
@@ -53,6 +53,8 @@ class Experiment(Record):
         default_factory=lambda: ["training_steps"], description="budgets every arm of a seed must spend alike")
     tolerance: float = Field(0.0, ge=0, lt=1, description="relative spread allowed in an equal budget (a token "
                              "budget is reached within a step, so arms overshoot it by part of a batch)")
+    control: str | None = Field(None, description="the arm every other is compared with seed by seed: the "
+                                "paired difference, its bootstrap interval, and what the interval shows")
 
     @field_validator("arms")
     @classmethod
@@ -70,6 +72,16 @@ class Experiment(Record):
             if arm.config or arm.set:
                 raise ValueError(f"arm {name!r}: an arm with same_run_as has no run of its own: no config or set")
         return arms
+
+
+    @model_validator(mode="after")
+    def _control_is_an_arm(self) -> "Experiment":
+        if self.control is not None and self.control not in self.arms:
+            raise ValueError(f"control {self.control!r} is not an arm (arms: {', '.join(self.arms)})")
+        return self
+
+
+REPORTING_ONLY = {"control"}  # fields that change what is reported, never what runs
 
 
 def load_experiment(path: str | Path) -> tuple[Experiment, Path]:
@@ -93,6 +105,16 @@ def arm_config(experiment: Experiment, folder: Path, arm: str, seed: int, runs: 
     return load_config(folder / (spec.config or experiment.base), overrides)
 
 
+def same_runs(kept: Path, experiment: Experiment) -> bool:
+    """Whether the experiment first run from ``kept`` asks for the same runs (it may report them
+    differently, e.g. against another control)."""
+    try:
+        first = Experiment.model_validate(yaml.safe_load(kept.read_text(encoding="utf-8")))
+    except (yaml.YAMLError, ValidationError):
+        return False
+    return first.model_dump(exclude=REPORTING_ONLY) == experiment.model_dump(exclude=REPORTING_ONLY)
+
+
 def run_folder(runs: Path, arm: str, seed: int) -> Path | None:
     """The run folder of an arm and seed from an earlier session, if there is one."""
     found = sorted(runs.glob(f"{arm}-s{seed}-*")) if runs.is_dir() else []
@@ -112,7 +134,7 @@ def run_experiment(path: str | Path, out_dir: str | Path, on_run=None) -> dict:
             arm_config(experiment, folder, arm, seed, runs)
     root.mkdir(parents=True, exist_ok=True)
     kept, given = root / "experiment.yaml", Path(path).read_text(encoding="utf-8")
-    if kept.is_file() and kept.read_text(encoding="utf-8") != given:
+    if kept.is_file() and kept.read_text(encoding="utf-8") != given and not same_runs(kept, experiment):
         raise ConfigError(f"{root} holds experiment {experiment.name!r} as first run, and {path} differs from it "
                           f"({kept}): its runs would not be comparable; name the changed experiment differently")
     kept.write_text(given)
@@ -211,9 +233,30 @@ def summarize_experiment(experiment: Experiment, results: list[dict], command_pa
         also = sorted({name for r in mine for name in r.get("also", {})})
         arms[arm] = {**spread({r["seed"]: r["metric"] for r in mine}), **{b: [r[b] for r in mine] for b in BUDGETS},
                      "also": {name: spread({r["seed"]: r.get("also", {}).get(name) for r in mine}) for name in also}}
-    return {"experiment": experiment.name, "metric": experiment.metric, "seeds": experiment.seeds,
-            "command": f"academe experiment {command_path}", "arms": arms,
-            "unequal_budget": unequal_budgets(experiment, results), "runs": results}
+    report = {"experiment": experiment.name, "metric": experiment.metric, "seeds": experiment.seeds,
+              "command": f"academe experiment {command_path}", "arms": arms, "control": experiment.control,
+              "unequal_budget": unequal_budgets(experiment, results), "runs": results}
+    report["differences"] = differences(report) if experiment.control else {}
+    return report
+
+
+def differences(report: dict) -> dict[str, dict[str, dict]]:
+    """Per shown metric, each arm less the control, seed by seed (seeds where either is missing
+    are left out), with the interval's verdict: higher, lower, or no difference shown."""
+    control, out = report["control"], {}
+    for metric, by_arm in panels(report).items():
+        base = by_arm.get(control, {}).get("per_seed", {})
+        out[metric] = {}
+        for arm, a in by_arm.items():
+            if arm == control:
+                continue
+            paired = {seed: v - base[seed] for seed, v in a["per_seed"].items()
+                      if v is not None and base.get(seed) is not None}
+            d = spread(paired)
+            low, high = d["interval"] or (0.0, 0.0)
+            d["shows"] = "higher" if low > 0 else "lower" if high < 0 else "no difference shown"
+            out[metric][arm] = d
+    return out
 
 
 def panels(report: dict) -> dict[str, dict[str, dict]]:
@@ -241,6 +284,8 @@ def write_results(root: Path, experiment: Experiment, results: list[dict], repor
                          f"{', '.join(map(str, budget['training_steps']))} | "
                          f"{', '.join(map(str, budget['training_tokens']))} |")
         tables.append("\n".join(lines) + "\n")
+        if report.get("differences", {}).get(metric):
+            tables.append(difference_table(metric, report["control"], report["differences"][metric], experiment.seeds))
     (root / "results.md").write_text("\n".join(tables))
     budget = ("equal across arms for every seed (" + ", ".join(experiment.equal) +
               (f", within {experiment.tolerance:.0%}" if experiment.tolerance else "") + ")"
@@ -250,6 +295,16 @@ def write_results(root: Path, experiment: Experiment, results: list[dict], repor
         f"{len(experiment.seeds)} seeds; metric: {experiment.metric}.\n\n" + "\n".join(tables) +
         f"\nBudget: {budget}.\n")
     plot_results(root / "results.png", experiment, report)
+
+
+def difference_table(metric: str, control: str, by_arm: dict, seeds: list[int]) -> str:
+    lines = [f"| {metric}: arm - {control} | mean difference | 95% interval (bootstrap over seeds) | per seed "
+             f"({', '.join(map(str, seeds))}) | the interval shows |", "| --- | --- | --- | --- | --- |"]
+    for arm, d in by_arm.items():
+        interval = f"{d['interval'][0]:+.3f} - {d['interval'][1]:+.3f}" if d["interval"] else "-"
+        lines.append(f"| {arm} | {_num(d['mean'], '+')} | {interval} | "
+                     f"{', '.join(_num(v, '+') for v in d['per_seed'].values())} | {d['shows']} |")
+    return "\n".join(lines) + "\n"
 
 
 def plot_results(path: Path, experiment: Experiment, report: dict) -> None:
@@ -278,5 +333,5 @@ def plot_results(path: Path, experiment: Experiment, report: dict) -> None:
     plt.close(fig)
 
 
-def _num(value) -> str:
-    return "-" if value is None else f"{value:.3f}"
+def _num(value, sign: str = "") -> str:
+    return "-" if value is None else f"{value:{sign}.3f}"

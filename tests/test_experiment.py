@@ -141,3 +141,30 @@ def test_the_gpu_experiment_files_load(tmp_path):
         for arm in (a for a, spec in experiment.arms.items() if spec.same_run_as is None):
             config = arm_config(experiment, folder, arm, experiment.seeds[0], tmp_path)
             assert held_out_tasks(config, select_tasks(config.tasks, None, config.run.seed))
+
+
+def test_arms_are_compared_with_the_control_seed_by_seed(tmp_path):
+    from academe.simulation.experiment import write_results
+    experiment = Experiment(name="x", base="b.yaml", seeds=[0, 1, 2], arms={"plain": {}, "better": {}, "same": {}},
+                            control="plain")
+    values = {"plain": (0.30, 0.50, 0.40), "better": (0.35, 0.60, 0.42), "same": (0.40, 0.45, 0.40)}
+    results = [{"arm": arm, "seed": seed, "run": "", "metric": values[arm][seed], "also": {},
+                "training_steps": 10, "training_tokens": 0} for seed in (0, 1, 2) for arm in values]
+    report = summarize_experiment(experiment, results, "x.yaml")
+    better, same = report["differences"]["held_out_accuracy"]["better"], report["differences"]["held_out_accuracy"]["same"]
+    assert better["per_seed"] == pytest.approx({0: 0.05, 1: 0.10, 2: 0.02}) and better["shows"] == "higher"
+    assert better["interval"][0] == pytest.approx(0.02) and better["mean"] == pytest.approx(0.17 / 3)
+    assert same["shows"] == "no difference shown"  # +0.10, -0.05, 0: the interval spans 0
+    write_results(tmp_path, experiment, results, report)
+    assert "| better | +0.057 | +0.020 - +0.100 | +0.050, +0.100, +0.020 | higher |" in (tmp_path / "results.md").read_text()
+    with pytest.raises(ValueError, match="control 'nobody' is not an arm"):
+        Experiment(name="x", base="b.yaml", seeds=[0, 1, 2], arms={"a": {}, "b": {}}, control="nobody")
+
+
+def test_a_new_control_reports_the_runs_again_without_running_them(ray_local, tmp_path):
+    path = write_experiment(tmp_path)
+    run_experiment(path, tmp_path / "out")
+    runs = sorted((tmp_path / "out" / "turns" / "runs").iterdir())
+    again = run_experiment(write_experiment(tmp_path, control="one-turn"), tmp_path / "out")
+    assert sorted((tmp_path / "out" / "turns" / "runs").iterdir()) == runs
+    assert again["differences"]["solve_rate"]["four-turns"]["shows"] == "higher"
