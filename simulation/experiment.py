@@ -155,6 +155,7 @@ def run_experiment(path: str | Path, out_dir: str | Path, on_run=None) -> dict:
             existing, summary = summaries[spec.same_run_as or arm]
             results.append({"arm": arm, "seed": seed, "run": str(existing.relative_to(root)),
                             "metric": metric_of(summary, spec.metric or experiment.metric), "also": also_of(summary),
+                            "wall_s": summary.get("wall_s") if spec.same_run_as is None else 0.0,
                             **budget_of(summary)})
     report = summarize_experiment(experiment, results, str(path))
     write_results(root, experiment, results, report)
@@ -293,8 +294,14 @@ def write_results(root: Path, experiment: Experiment, results: list[dict], repor
     (root / "report.md").write_text(
         f"# Experiment {experiment.name}\n\n`{report['command']}`\n\n{len(experiment.arms)} arms x "
         f"{len(experiment.seeds)} seeds; metric: {experiment.metric}.\n\n" + "\n".join(tables) +
-        f"\nBudget: {budget}.\n")
+        f"\nBudget: {budget}.\n\nRun time: {run_time(results)}.\n")
     plot_results(root / "results.png", experiment, report)
+
+
+def run_time(results: list[dict]) -> str:
+    """The runs' wall-clock time added up (a resumed run counts its last session only)."""
+    seconds = sum(r.get("wall_s") or 0.0 for r in results)
+    return f"{seconds / 60:.1f} minutes over {sum(1 for r in results if r.get('wall_s'))} runs"
 
 
 def difference_table(metric: str, control: str, by_arm: dict, seeds: list[int]) -> str:

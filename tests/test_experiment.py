@@ -35,6 +35,7 @@ def test_an_experiment_runs_every_arm_and_seed_and_reports_intervals(ray_local, 
     table = (folder / "results.md").read_text()
     assert "| one-turn |" in table and "| four-turns |" in table
     assert f"academe experiment {path}" in (folder / "report.md").read_text()
+    assert "over 6 runs" in (folder / "report.md").read_text()  # their run time, added up
     assert (folder / "results.png").stat().st_size > 0
 
     # cut short: one run's summary gone, as if killed at its end; the rest is not run again
