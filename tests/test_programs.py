@@ -197,3 +197,16 @@ def test_a_field_academe_gained_since_a_decision_was_logged_does_not_make_it_div
     assert not same_as_logged(logged, {"kind": "run-episodes", "tasks": [{"id": "a", "attempt": "y"}]})
     assert not same_as_logged(logged, {"kind": "run-episodes", "tasks": [{"id": "a"}]})  # a field gone
     assert not same_as_logged(logged, {"kind": "run-episodes", "tasks": []})
+
+
+def test_the_learning_zone_curriculum_runs_on_ray_and_keeps_one_new_problem_per_failure(ray_local, tmp_path,
+                                                                                        tiny_model):
+    run_dir, summary = start_run(program_config(tmp_path, tiny_model, rounds=1, curriculum="learning-zone"))
+    (report,) = summary["result"]["rounds"]
+    asked = read_messages(run_dir).to_pandas()
+    made = asked[asked.protocol == "make-problem"]
+    wording = [next(w for w in ("a little easier", "about the same", "a little harder") if w in text)
+               for text in made.sort_values("episode").messages]  # the prompt, as JSON text
+    assert wording == ["a little easier", "about the same", "a little harder"] * report["failures"]
+    assert report["made"] == len(made) - sum(v for k, v in report["dropped"].items() if k != "outside the learning zone")
+    assert report["dropped"]["outside the learning zone"] == report["made"] - sum(report["new_zones"].values())
