@@ -341,4 +341,4 @@ def plot_results(path: Path, experiment: Experiment, report: dict) -> None:
 
 
 def _num(value, sign: str = "") -> str:
-    return "-" if value is None else f"{value:{sign}.3f}"
+    return "-" if value is None else f"{round(value, 3) + 0.0:{sign}.3f}"  # + 0.0: no "-0.000"
