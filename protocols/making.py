@@ -133,7 +133,7 @@ def made_task(text: str, task_id: str, grader: str = "numeric") -> Task:
 
 
 Difficulty = Literal["easier", "same", "harder"]
-_ASKED_DIFFICULTY = {"easier": "a little easier than this one", "same": "at about the same difficulty",
+ASKED_DIFFICULTY = {"easier": "a little easier than this one", "same": "at about the same difficulty",
                      "harder": "a little harder than this one"}
 
 
@@ -154,7 +154,7 @@ class Making(EpisodeState):
 def make_prompt(failure: Failure) -> str:
     return (f"A student got this problem wrong.\n\nProblem: {failure.question}\nCorrect answer: {failure.answer}\n"
             f"The student's attempt:\n<attempt>\n{failure.attempt}\n</attempt>\n\n"
-            f"Write one new problem that practises what the student got wrong, {_ASKED_DIFFICULTY[failure.difficulty]}, "
+            f"Write one new problem that practises what the student got wrong, {ASKED_DIFFICULTY[failure.difficulty]}, "
             "and its answer. Reply exactly in this form:\nProblem: <the new problem>\nSolution: <its worked solution>\n"
             "Answer: <number>")
 

@@ -10,6 +10,7 @@ import re
 
 from academe.agents.records import Prompt, SubStep
 from academe.protocols.grading import grade, is_correct, numbers, to_number
+from academe.protocols.making import ASKED_DIFFICULTY
 from academe.protocols.tasks import generate_word_problems
 
 MISSES_BEFORE_TELLING = 2
@@ -88,9 +89,10 @@ def problem_maker(prompt: Prompt) -> str:
     steps = max(1, len(prompt.task.steps))
     largest = max(2, min(int(max((abs(n) for n in numbers(prompt.task.question)), default=20)), 10**6))
     asked = prompt.messages[-1].content
-    if "a little harder" in asked:
+    difficulty = next((d for d, words in ASKED_DIFFICULTY.items() if words in asked), "same")
+    if difficulty == "harder":
         steps += 1
-    elif "a little easier" in asked:
+    elif difficulty == "easier":
         steps, largest = (steps - 1, largest) if steps > 1 else (1, max(2, largest // 2))
     (made,) = generate_word_problems(1, steps=steps, max_value=largest, seed=prompt.seed)
     worked = made.solution.rsplit("\nAnswer:", 1)[0]

@@ -22,15 +22,15 @@ from __future__ import annotations
 import math
 import random
 import re
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field
 
 from academe.agents.records import ChatMessage, PreferencePair, Record, SFTExample, Task
 from academe.protocols.engine import END, Answer, Ask, Done, EpisodeState, Next, Options, Outcome, Phase, Protocol, user
-from academe.protocols.making import Failure, NearDuplicates, keep_new, make_problem
+from academe.protocols.making import Difficulty, Failure, NearDuplicates, keep_new, make_problem
 
-DIFFICULTIES = ("easier", "same", "harder")
+DIFFICULTIES: tuple[Difficulty, ...] = get_args(Difficulty)
 from academe.protocols.program import (Episodes, EpisodeResult, Evaluate, Evaluated, Program, ProgramState,
                                        RunEpisodes, Stage, Stop, Train, Trained)
 from academe.protocols.socratic import attempt_prompt
@@ -123,7 +123,7 @@ class Made(Record):
     task: Task
     asked: tuple[ChatMessage, ...]
     written: str
-    difficulty: str = "same"  # as asked of the teacher
+    difficulty: Difficulty = "same"  # as asked of the teacher
 
 
 class RoundReport(Record):

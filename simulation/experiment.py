@@ -73,7 +73,6 @@ class Experiment(Record):
                 raise ValueError(f"arm {name!r}: an arm with same_run_as has no run of its own: no config or set")
         return arms
 
-
     @model_validator(mode="after")
     def _control_is_an_arm(self) -> "Experiment":
         if self.control is not None and self.control not in self.arms:
