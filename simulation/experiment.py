@@ -80,7 +80,8 @@ class Experiment(Record):
         return self
 
 
-REPORTING_ONLY = {"control"}  # fields that change what is reported, never what runs
+# fields that change what is reported, never what runs: changing them re-reports the kept runs
+REPORTING_ONLY = {"control": True, "metric": True, "equal": True, "tolerance": True, "arms": {"__all__": {"metric"}}}
 
 
 def load_experiment(path: str | Path) -> tuple[Experiment, Path]:
@@ -163,19 +164,28 @@ def run_experiment(path: str | Path, out_dir: str | Path, on_run=None) -> dict:
 
 def metric_of(summary: dict, metric: str) -> float | None:
     """The run's final held-out accuracy (the last evaluation), its episodes' solve rate, or a number
-    at a path in a program's result."""
+    at a path in a program's result (None where the run recorded none there, e.g. no evaluation);
+    a path that names nothing in the result is a ConfigError: a typo must not report as '-'."""
     if metric == "solve_rate":
         return summary.get("solve_rate")
     if metric.startswith("result."):
-        value = summary.get("result")
+        value, walked = summary.get("result"), "result"
+        if value is None:
+            raise ConfigError(f"metric {metric!r}: this run has no result to read it from (a program's runs have one)")
         for key in metric.split(".")[1:]:
             if isinstance(value, list) and key.lstrip("-").isdigit() and -len(value) <= int(key) < len(value):
                 value = value[int(key)]
             elif isinstance(value, dict) and key in value:
                 value = value[key]
             else:
-                return None
-        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+                has = (f"keys {', '.join(map(str, value))}" if isinstance(value, dict) else
+                       f"{len(value)} items" if isinstance(value, list) else f"the value {value!r}")
+                raise ConfigError(f"metric {metric!r}: {walked} has no {key!r} in this run's summary "
+                                  f"(it has {has})")
+            walked += f".{key}"
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+            raise ConfigError(f"metric {metric!r} names {type(value).__name__}, not a number, in this run's summary")
+        return value
     if summary.get("evaluated"):  # a program: evaluations by round
         return summary["evaluated"][-1]["accuracy"]
     for training in summary.get("training", []):  # a protocol run with training phases

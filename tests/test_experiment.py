@@ -114,7 +114,14 @@ def test_arms_may_read_their_own_metric_from_another_arms_runs(ray_local, tmp_pa
     from academe.simulation.experiment import metric_of
     summary = {"result": {"rounds": [{"majority": 0.25, "lbt_max": 0.5}, {"majority": 0.5, "lbt_max": 0.75}]}}
     assert metric_of(summary, "result.rounds.-1.lbt_max") == 0.75 and metric_of(summary, "result.rounds.0.majority") == 0.25
-    assert metric_of(summary, "result.rounds.5.majority") is None and metric_of(summary, "result.nothing") is None
+    # a path that names nothing is an error naming what is there, not a silent '-' in the table
+    with pytest.raises(ConfigError, match=r"result.rounds has no '5' in this run's summary \(it has 2 items\)"):
+        metric_of(summary, "result.rounds.5.majority")
+    with pytest.raises(ConfigError, match="result.rounds.0 has no 'lbt_mx'.*it has keys majority, lbt_max"):
+        metric_of(summary, "result.rounds.0.lbt_mx")
+    with pytest.raises(ConfigError, match="names list, not a number"):
+        metric_of(summary, "result.rounds")
+    assert metric_of({"result": {"rounds": [{"majority": None}]}}, "result.rounds.0.majority") is None  # none recorded
 
     path = write_experiment(tmp_path, arms={"four-turns": {"set": ["protocol.options.max_student_turns=4"]},
                                             "rate-again": {"same_run_as": "four-turns", "metric": "solve_rate"}},
@@ -169,3 +176,7 @@ def test_a_new_control_reports_the_runs_again_without_running_them(ray_local, tm
     again = run_experiment(write_experiment(tmp_path, control="one-turn"), tmp_path / "out")
     assert sorted((tmp_path / "out" / "turns" / "runs").iterdir()) == runs
     assert again["differences"]["solve_rate"]["four-turns"]["shows"] == "higher"
+    # another metric only reports the same runs differently; one that names nothing says so
+    with pytest.raises(ConfigError, match="metric 'result.rounds.0.majority': this run has no result"):
+        run_experiment(write_experiment(tmp_path, metric="result.rounds.0.majority"), tmp_path / "out")
+    assert sorted((tmp_path / "out" / "turns" / "runs").iterdir()) == runs
