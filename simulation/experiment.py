@@ -123,15 +123,18 @@ def run_folder(runs: Path, arm: str, seed: int) -> Path | None:
 
 def run_experiment(path: str | Path, out_dir: str | Path, on_run=None) -> dict:
     """Run (or continue) every arm x seed, then write the results; returns them."""
-    from academe.simulation.simulate import resume_run, start_run
+    from academe.simulation.simulate import plan, resume_run, start_run
 
     experiment, folder = load_experiment(path)
     root = Path(out_dir) / experiment.name
     runs = root / "runs"
     running = [arm for arm, spec in experiment.arms.items() if spec.same_run_as is None]
-    for arm in running:  # every arm's config must load before anything runs
+    for arm in running:  # every arm's config and options must hold before anything runs
         for seed in experiment.seeds:
-            arm_config(experiment, folder, arm, seed, runs)
+            try:
+                plan(arm_config(experiment, folder, arm, seed, runs))
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: arm {arm!r}, seed {seed}: {exc}") from None
     root.mkdir(parents=True, exist_ok=True)
     kept, given = root / "experiment.yaml", Path(path).read_text(encoding="utf-8")
     if kept.is_file() and kept.read_text(encoding="utf-8") != given and not same_runs(kept, experiment):

@@ -74,6 +74,14 @@ def test_an_experiment_needs_three_seeds_and_two_arms(tmp_path):
     assert result.exit_code == 2 and "does not exist" in result.output
 
 
+def test_an_arm_with_a_bad_override_fails_before_any_arm_runs(tmp_path):
+    path = write_experiment(tmp_path, arms={"one-turn": {"set": ["protocol.options.max_student_turns=1"]},
+                                            "four-turns": {"set": ["protocol.options.max_student_turnz=4"]}})
+    with pytest.raises(ConfigError, match=r"(?s)turns.yaml: arm 'four-turns', seed 0: .*max_student_turnz: unknown key"):
+        run_experiment(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # not even the first arm ran
+
+
 def test_every_shipped_experiment_loads_with_every_arm_and_seed(tmp_path):
     from pathlib import Path
 
