@@ -149,6 +149,8 @@ def _guarded(action, run_dir: Path, fresh: bool = False):
     (``fresh``) that could not start at all leaves no run folder behind."""
     try:
         return action()
+    except KeyboardInterrupt:
+        _interrupted(f"everything logged is kept in {run_dir}; to go on: academe resume {run_dir}")
     except (OSError, ConfigError, ModelStartError) as exc:
         if isinstance(exc, ConfigError) and not fresh:
             raise
@@ -168,6 +170,11 @@ def _exit_if_all_failed(summary: dict) -> None:
         console.print(f"[red]every episode ended in an error[/] (the first: {escape(str(summary.get('first_error')))}); "
                       "replay them with: academe replay RUN --errors", soft_wrap=True)
         raise typer.Exit(1)
+
+
+def _interrupted(how_to_go_on: str) -> None:
+    console.print(f"[yellow]interrupted:[/] {escape(how_to_go_on)}", soft_wrap=True)
+    raise typer.Exit(130)
 
 
 def _fail(message: str) -> None:
@@ -225,6 +232,8 @@ def experiment(
     except (OSError, ModelStartError, ProgramDiverged) as exc:
         _fail(f"the experiment stopped: {exc}. Finished runs are kept; fix the cause, then run "
               f"academe experiment {path} again: it goes on where it stopped")
+    except KeyboardInterrupt:
+        _interrupted(f"finished runs are kept; academe experiment {path} goes on where it stopped")
     folder = out / report["experiment"]
     console.print((folder / "results.md").read_text(), soft_wrap=True)
     if report["unequal_budget"]:

@@ -37,16 +37,19 @@ def logged(out_dir: Path) -> int:
     return sum(1 for p in out_dir.glob("*/log/live-*.jsonl") for _ in open(p))
 
 
-def kill_when(command: list[str], out_dir: Path, steps: int) -> None:
-    driver = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def kill_when(command: list[str], out_dir: Path, steps: int, sig: int = signal.SIGKILL) -> tuple[int, str]:
+    """Signal the driver's process group once ``steps`` are logged; its exit code and output."""
+    driver = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal
     try:
         deadline = time.time() + 120
         while logged(out_dir) < steps and time.time() < deadline:
             assert driver.poll() is None, f"ended before step {steps}: {driver.stderr.read().decode()[-500:]}"
             time.sleep(0.002)
     finally:
-        os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait()
+        os.killpg(driver.pid, sig)
+        out, _ = driver.communicate(timeout=60)
+    return driver.returncode, out.decode()
 
 
 def lost_and_doubled(run_dir: Path, reference: Path) -> tuple[int, int]:
@@ -102,6 +105,18 @@ def test_a_full_disk_stops_the_run_keeps_what_was_logged_and_resume_finishes_it(
     kept = len(list(read_steps(run_dir)))
     assert kept > 0
     subprocess.run(["mount", "-o", "remount,size=256m", str(small_disk)], check=True)  # space freed
+    assert resume_run(run_dir)["episodes"] == EPISODES
+    assert lost_and_doubled(run_dir, reference) == (0, 0)
+    assert transcripts(run_dir) == transcripts(reference)
+
+
+def test_ctrl_c_stops_the_driver_saying_how_to_go_on_and_the_resume_loses_nothing(reference, tmp_path):
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text(dump_config(in_process(tmp_path / "runs")))
+    code, out = kill_when([ACADEME, "run", str(cfg_file), "--quiet"], tmp_path / "runs", KILL_POINTS[2], signal.SIGINT)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert code == 130 and "interrupted" in out and f"academe resume {run_dir}" in " ".join(out.split())
+    assert not (run_dir / "summary.json").exists()
     assert resume_run(run_dir)["episodes"] == EPISODES
     assert lost_and_doubled(run_dir, reference) == (0, 0)
     assert transcripts(run_dir) == transcripts(reference)
