@@ -80,8 +80,10 @@ class Experiment(Record):
         return self
 
 
-# fields that change what is reported, never what runs: changing them re-reports the kept runs
-REPORTING_ONLY = {"control": True, "metric": True, "equal": True, "tolerance": True, "arms": {"__all__": {"metric"}}}
+# what a changed experiment may change and keep its runs: what is reported (control, metric, budget
+# check) and which seeds (a seed's runs depend on that seed only: a new one adds runs, the others stay)
+KEEPS_RUNS = {"control": True, "metric": True, "equal": True, "tolerance": True, "seeds": True,
+              "arms": {"__all__": {"metric"}}}
 
 
 def load_experiment(path: str | Path) -> tuple[Experiment, Path]:
@@ -106,13 +108,13 @@ def arm_config(experiment: Experiment, folder: Path, arm: str, seed: int, runs: 
 
 
 def same_runs(kept: Path, experiment: Experiment) -> bool:
-    """Whether the experiment first run from ``kept`` asks for the same runs (it may report them
-    differently, e.g. against another control)."""
+    """Whether the experiment first run from ``kept`` asks for the same runs of each seed (it may
+    report them differently, e.g. against another control, or have other seeds)."""
     try:
         first = Experiment.model_validate(yaml.safe_load(kept.read_text(encoding="utf-8")))
     except (yaml.YAMLError, ValidationError):
         return False
-    return first.model_dump(exclude=REPORTING_ONLY) == experiment.model_dump(exclude=REPORTING_ONLY)
+    return first.model_dump(exclude=KEEPS_RUNS) == experiment.model_dump(exclude=KEEPS_RUNS)
 
 
 def run_folder(runs: Path, arm: str, seed: int) -> Path | None:

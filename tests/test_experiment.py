@@ -48,9 +48,17 @@ def test_an_experiment_runs_every_arm_and_seed_and_reports_intervals(ray_local, 
     assert (cut / "summary.json").exists()
 
     # a changed experiment under the same name is refused: its runs would not compare
-    changed = write_experiment(tmp_path, seeds=[0, 1, 2, 3])
+    changed = write_experiment(tmp_path, set=["tasks.steps=3"])
     with pytest.raises(ConfigError, match="differs from it"):
         run_experiment(changed, tmp_path / "out")
+
+    # one more seed adds that seed's runs and reports over four; the others are not run again
+    more = run_experiment(write_experiment(tmp_path, seeds=[0, 1, 2, 3]), tmp_path / "out")
+    assert all(len(a["per_seed"]) == 4 for a in more["arms"].values())
+    assert all(more["arms"][arm]["per_seed"][s] == report["arms"][arm]["per_seed"][s] for arm in report["arms"]
+               for s in (0, 1, 2))
+    assert len(list((folder / "runs").iterdir())) == 8
+    assert all((p / "summary.json").stat().st_mtime_ns == t for p, t in finished.items() if p != cut)
 
 
 def test_unequal_budgets_are_reported_by_seed():
