@@ -92,6 +92,8 @@ class TrainSettings(Record):
     lora_alpha: int = Field(32, ge=1)
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     dpo_beta: float = Field(0.1, gt=0.0)
+    dpo_nll: float = Field(0.0, ge=0.0, description="weight of the chosen reply's per-token NLL added to the DPO loss "
+                           "(RPO): keeps the chosen replies likely, so a small model does not drift into rambling")
     weight_decay: float = Field(0.0, ge=0.0)
     gradient_checkpointing: bool = Field(True, description="recompute activations in the backward pass: about "
                                          "half the memory (SmolLM2, batch 8 x 384 tokens: 5.6 GB instead of 10.6)")

@@ -55,6 +55,17 @@ def test_dpo_phase_raises_the_chosen_vs_rejected_margin(tiny_model):
     assert trainer.margin_on(PAIRS) > margin_before
 
 
+def test_dpo_with_an_nll_term_keeps_the_chosen_replies_likelier_than_dpo_alone(tiny_model):
+    chosen = [SFTExample(messages=p.messages, target=p.chosen, episode=i, step=1, model_version=0)
+              for i, p in enumerate(PAIRS)]
+    plain = Trainer(ModelSpec(path=str(tiny_model)), settings("lora"))
+    plain.train_dpo(PAIRS)
+    rpo = Trainer(ModelSpec(path=str(tiny_model)), settings("lora", dpo_nll=1.0))
+    margin_before = rpo.margin_on(PAIRS)
+    rpo.train_dpo(PAIRS)
+    assert rpo.loss_on(chosen) < plain.loss_on(chosen) and rpo.margin_on(PAIRS) > margin_before
+
+
 def test_empty_phase_is_refused_with_a_reason(tiny_model):
     trainer = Trainer(ModelSpec(path=str(tiny_model)), settings("lora"))
     with pytest.raises(ValueError, match="needs at least one example"):

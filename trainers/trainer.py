@@ -146,8 +146,11 @@ class Trainer:
         chosen = collate([pair[0] for pair, _ in batch], self._pad, self.device)
         rejected = collate([pair[1] for pair, _ in batch], self._pad, self.device)
         ref = torch.tensor([r for _, r in batch], device=self.device)
-        loss, margin = dpo_loss(target_logprobs(self.model, chosen)[0], target_logprobs(self.model, rejected)[0],
+        chosen_logps, chosen_tokens = target_logprobs(self.model, chosen)
+        loss, margin = dpo_loss(chosen_logps, target_logprobs(self.model, rejected)[0],
                                 ref[:, 0], ref[:, 1], self.settings.dpo_beta)
+        if self.settings.dpo_nll:
+            loss = loss - self.settings.dpo_nll * chosen_logps.sum() / chosen_tokens.sum().clamp(min=1)
         tokens = int(chosen["attention_mask"].sum() + rejected["attention_mask"].sum())
         return loss, tokens, float(margin.mean())
 
