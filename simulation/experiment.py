@@ -345,8 +345,9 @@ def plot_results(path: Path, experiment: Experiment, report: dict) -> None:
             ax.errorbar(i, a["mean"], yerr=[[a["mean"] - low], [high - a["mean"]]], fmt="o", capsize=6)
             ax.scatter([i + 0.12] * len(a["per_seed"]), [v for v in a["per_seed"].values() if v is not None],
                        s=12, alpha=0.5)
-        ax.set_xticks(range(len(arms)), arms)
-        ax.set_ylabel(metric)
+        own = {a: s.metric for a, s in experiment.arms.items() if s.metric} if metric == report["metric"] else {}
+        ax.set_xticks(range(len(arms)), [f"{a}\n{own[a]}" if a in own else a for a in arms], fontsize=8)
+        ax.set_ylabel("each arm's own metric (under its name)" if own else metric)
     fig.suptitle(f"{experiment.name}: mean and 95% bootstrap interval over {len(experiment.seeds)} seeds",
                  fontsize=10)
     fig.tight_layout()
